@@ -1,0 +1,73 @@
+"""Stable reason codes and the quarantine record. Codes are part of docs/FORMAT.md: never rename one."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Reason(StrEnum):
+    """Why an input did not become a case. The value is what the quarantine table stores."""
+
+    NOT_DICOM = "not_dicom"
+    UNREADABLE = "unreadable"
+    NO_PIXEL_DATA = "no_pixel_data"
+    UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
+    INCONSISTENT_GEOMETRY = "inconsistent_geometry"
+    MISSING_SLICE = "missing_slice"
+    NON_UNIFORM_SPACING = "non_uniform_spacing"
+    DUPLICATE_SLICE = "duplicate_slice"
+    GANTRY_TILT = "gantry_tilt"
+    INVALID_RESCALE = "invalid_rescale"
+    IMAGE_TOO_LARGE = "image_too_large"
+    SEG_WITHOUT_CT = "seg_without_ct"
+    SEG_REFERENCES_ABSENT_INSTANCES = "seg_references_absent_instances"
+    FRAME_OF_REFERENCE_MISMATCH = "frame_of_reference_mismatch"
+    EMPTY_SEG = "empty_seg"
+    NO_KNOWN_SEGMENT = "no_known_segment"
+    UNSUPPORTED_SEG = "unsupported_seg"
+    DUPLICATE_SEG = "duplicate_seg"
+    STORAGE_ERROR = "storage_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    """One input that was set aside, with enough identifiers to find it again."""
+
+    code: str
+    """A :class:`Reason` value."""
+    message: str
+    """Human explanation: what was expected, what was found."""
+    stage: str
+    """Pipeline stage that decided: index, series, pair, decode, resample, write."""
+    url: str = ""
+    """File URL, where one file is to blame."""
+    patient_id: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    sop_instance_uid: str = ""
+    details: tuple[tuple[str, str], ...] = field(default=())
+    """Extra key/value strings (kept small and sorted)."""
+
+    def __post_init__(self) -> None:
+        if self.code not in Reason._value2member_map_:
+            raise ValueError(
+                f"unknown quarantine code {self.code!r}; expected one of {sorted(Reason._value2member_map_)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["details"] = dict(self.details)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuarantineRecord:
+        data = dict(data)
+        data["details"] = tuple(sorted((str(k), str(v)) for k, v in (data.get("details") or {}).items()))
+        return cls(**data)
+
+    @property
+    def sort_key(self) -> tuple[str, ...]:
+        return (self.patient_id, self.series_instance_uid, self.sop_instance_uid, self.url, self.code)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up everything, then run the whole test suite: lint, the main environment's tests,
+# and the thin reader environment's tests. Extra arguments go to the main pytest run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh all
+ENVS="${HCC_SHARDS_HOME:-$HOME/.cache/hcc-shards}/envs"
+export PATH="$ENVS/main/bin:$PATH"
+
+"$ENVS/main/bin/ruff" check .
+"$ENVS/main/bin/ruff" format --check .
+
+# Reader-only interpreter: Python 3.11, torch, no build stack.
+"$ENVS/reader/bin/python" -m pytest -q -m reader_env -p no:cacheprovider tests/read
+
+"$ENVS/main/bin/python" -m pytest -q -m "not soak and not reader_env" -p no:cacheprovider "$@"
