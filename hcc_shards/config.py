@@ -76,8 +76,9 @@ class BuildConfig:
     """Inner (read) chunk of the Zarr arrays, (z, y, x)."""
     shard_shape: tuple[int, int, int] = (128, 512, 512)
     """Shard (stored object) shape, a multiple of chunk_shape; clipped to the array."""
-    compressor: Literal["zstd", "blosc"] = "zstd"
-    compression_level: int = 3
+    compressor: Literal["zstd", "blosc"] = "blosc"
+    """Inner-chunk compressor: 'blosc' (lz4 + byte shuffle, chosen by measurement, docs/FORMAT.md) or 'zstd'."""
+    compression_level: int = 5
     class_locations_samples: int = 10_000
     """At least this many (or class_locations_fraction of the voxels) foreground locations per class."""
     class_locations_fraction: float = 0.01

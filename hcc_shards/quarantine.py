@@ -28,6 +28,8 @@ class Reason(StrEnum):
     NO_KNOWN_SEGMENT = "no_known_segment"
     UNSUPPORTED_SEG = "unsupported_seg"
     DUPLICATE_SEG = "duplicate_seg"
+    UNSUPPORTED_MODALITY = "unsupported_modality"
+    DUPLICATE_INSTANCE = "duplicate_instance"
     STORAGE_ERROR = "storage_error"
     INTERNAL_ERROR = "internal_error"
 

@@ -14,4 +14,7 @@ export PATH="$ENVS/main/bin:$PATH"
 # Reader-only interpreter: Python 3.11, torch, no build stack.
 "$ENVS/reader/bin/python" -m pytest -q -m reader_env -p no:cacheprovider tests/read
 
-"$ENVS/main/bin/python" -m pytest -q -m "not soak and not reader_env" -p no:cacheprovider "$@"
+# Infrastructure checks (terraform fmt, checkov, our HCL rules) in their own environment.
+"$ENVS/iac/bin/python" -m pytest -q -m infra -p no:cacheprovider --confcutdir=tests/infra tests/infra
+
+"$ENVS/main/bin/python" -m pytest -q -m "not soak and not reader_env and not infra" -p no:cacheprovider "$@"

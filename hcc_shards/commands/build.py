@@ -1,0 +1,106 @@
+"""``hcc-shards build INPUT OUTPUT [options] [Beam flags]``: build a dataset with Apache Beam.
+
+Our options may come before or after INPUT OUTPUT; any other flag (``--runner=...``,
+``--temp_location=...``, ``--dask_npartitions=...``) is handed to Beam unchanged. See
+docs/RUNNERS.md for each runner's flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _add_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spacing", default=None, metavar="auto|Z,Y,X", help="target spacing in mm (default: auto)"
+    )
+    parser.add_argument("--label-map", default=None, metavar="FILE", help="segment label map JSON")
+    parser.add_argument("--seed", type=int, default=None, help="split and sampling seed (default 0)")
+    parser.add_argument("--limit", type=int, default=None, help="build at most N cases")
+    parser.add_argument("--config", default=None, metavar="FILE", help="BuildConfig JSON file")
+    parser.add_argument("--storage-options", default=None, metavar="JSON", help="fsspec options, both sides")
+    parser.add_argument("--input-storage-options", default=None, metavar="JSON", help="fsspec options, input")
+    parser.add_argument(
+        "--output-storage-options", default=None, metavar="JSON", help="fsspec options, output"
+    )
+    parser.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help="replace patient/study identifiers by a keyed hash; the key is read from "
+        "$HCC_SHARDS_PSEUDONYMIZE_KEY",
+    )
+    parser.add_argument(
+        "--runner",
+        default=None,
+        help="DirectRunner (default), DaskRunner, DataflowRunner, PortableRunner, ...",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="DirectRunner worker processes (0: all cores)"
+    )
+    parser.add_argument(
+        "--dask-address", default=None, metavar="ADDR", help="dask scheduler, e.g. tcp://h:8786"
+    )
+    parser.add_argument(
+        "--listing-shards", type=int, default=None, help="parallel listing tasks (default 16)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "input", metavar="INPUT", help="DICOM collection: local folder, gs:// or s3:// prefix"
+    )
+    parser.add_argument("output", metavar="OUTPUT", help="dataset root: local folder, gs:// or s3:// prefix")
+    _add_flags(parser)
+    parser.add_argument("beam_args", nargs=argparse.REMAINDER, help="further flags, passed to Apache Beam")
+
+
+_MAPPED = {
+    "spacing": "--spacing",
+    "label_map": "--label_map",
+    "seed": "--seed",
+    "limit": "--limit",
+    "config": "--build_config",
+    "storage_options": "--storage_options",
+    "input_storage_options": "--input_storage_options",
+    "output_storage_options": "--output_storage_options",
+    "runner": "--runner",
+    "workers": "--direct_num_workers",
+    "dask_address": "--dask_client_address",
+    "listing_shards": "--listing_shards",
+}
+
+
+def beam_argv(args: argparse.Namespace) -> list[str]:
+    """The pipeline's argv for parsed CLI arguments (our flags first, then the pass-through ones)."""
+    late = argparse.ArgumentParser(add_help=False)
+    _add_flags(late)
+    # Flags written after OUTPUT land in beam_args; pick ours out, leave the rest to Beam.
+    args, passthrough = late.parse_known_args(args.beam_args or [], namespace=args)
+    argv = [f"--input={args.input}", f"--output={args.output}"]
+    for dest, flag in _MAPPED.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            argv.append(f"{flag}={value}")
+    if args.dask_address and not args.runner:
+        argv.append("--runner=DaskRunner")
+    if args.pseudonymize:
+        argv.append("--pseudonymize")
+    return [*argv, *passthrough]
+
+
+def run(args: argparse.Namespace) -> int:
+    from hcc_shards.errors import HccShardsError
+    from pipelines.build import format_summary, run_build
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    argv = beam_argv(args)
+    try:
+        summary = run_build(argv, progress=not args.quiet)
+    except HccShardsError as exc:
+        print(f"hcc-shards build: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0

@@ -1,0 +1,115 @@
+"""Pairing -> Case: read the chosen CT slices and the SEG in full, decode both on the CT grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hcc_shards.case import Case, Provenance
+from hcc_shards.config import BuildConfig
+from hcc_shards.dicom.ct import decode_ct, read_dataset
+from hcc_shards.dicom.pairing import Pairing
+from hcc_shards.dicom.seg import labels_on_ct_grid
+from hcc_shards.errors import QuarantineError
+from hcc_shards.labels import LIVER, TUMOR
+from hcc_shards.quarantine import QuarantineRecord, Reason
+
+TUMOR_LIVER_QC_RATIO = 1.5
+_DEFAULT_CONFIG = BuildConfig()
+QC_TUMOR_GT_LIVER = "tumor_gt_1.5x_liver"
+"""qc flag: more tumour voxels than 1.5x the liver voxels (HCC_065, HCC_075): kept, flagged."""
+
+
+def provenance_of(pairing: Pairing) -> Provenance:
+    ct = pairing.ct_headers[0]
+    return Provenance(
+        patient_id=pairing.seg.patient_id or ct.patient_id,
+        study_instance_uid=ct.study_instance_uid,
+        ct_series_instance_uid=ct.series_instance_uid,
+        ct_acquisition_number=pairing.acquisition_number,
+        seg_sop_instance_uid=pairing.seg.sop_instance_uid,
+        seg_series_instance_uid=pairing.seg.series_instance_uid,
+        frame_of_reference_uid=ct.frame_of_reference_uid,
+        ct_series_description=ct.series_description,
+        seg_series_description=pairing.seg.series_description,
+        pairing_method=pairing.method,
+    )
+
+
+def decode_labels(
+    pairing: Pairing, config: BuildConfig = _DEFAULT_CONFIG, storage_options: dict[str, Any] | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(uint8 label map on ``pairing.geometry``, warnings); reads only the SEG."""
+    seg_ds = read_dataset(pairing.seg.url, storage_options)
+    label, seg_warnings = labels_on_ct_grid(
+        seg_ds,
+        pairing.seg,
+        pairing.frame_slices,
+        pairing.slices,
+        pairing.geometry,
+        pairing.ct_headers[0].orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+        dict(pairing.segment_labels),
+        config,
+    )
+    if not label.any():
+        raise QuarantineError(
+            Reason.EMPTY_SEG,
+            f"SEG {pairing.seg.sop_instance_uid}: no foreground voxel of a known segment on CT series "
+            f"{pairing.ct_series_instance_uid}",
+        )
+    return label, seg_warnings
+
+
+def decode_pairing(
+    pairing: Pairing, config: BuildConfig = _DEFAULT_CONFIG, storage_options: dict[str, Any] | None = None
+) -> Case:
+    """The Case of one pairing on its CT grid; raises QuarantineError for expected failures.
+
+    Reads the chosen CT instances and the SEG in full, nothing else.
+    """
+    image = decode_ct(pairing.ct_headers, pairing.slices, config, storage_options)
+    label, seg_warnings = decode_labels(pairing, config, storage_options)
+    return Case(
+        image=image,
+        label=label,
+        geometry=pairing.geometry,
+        provenance=provenance_of(pairing),
+        warnings=pairing.warnings + seg_warnings,
+        unknown_segments=pairing.unknown_segments,
+        qc_flags=qc_flags(label),
+    )
+
+
+def qc_flags(label: np.ndarray) -> tuple[str, ...]:
+    """Quality findings that do not stop a case."""
+    counts = np.bincount(label.ravel(), minlength=256)
+    qc = []
+    if counts[TUMOR] > TUMOR_LIVER_QC_RATIO * counts[LIVER]:
+        qc.append(QC_TUMOR_GT_LIVER)
+    return tuple(qc)
+
+
+def decode_or_record(
+    pairing: Pairing, config: BuildConfig = _DEFAULT_CONFIG, storage_options: dict[str, Any] | None = None
+) -> Case | QuarantineRecord:
+    """:func:`decode_pairing`, with expected failures returned as a ``decode`` quarantine record."""
+    try:
+        return decode_pairing(pairing, config, storage_options)
+    except QuarantineError as exc:
+        return record_for(pairing, exc)
+
+
+def record_for(pairing: Pairing, exc: QuarantineError, stage: str = "decode") -> QuarantineRecord:
+    """The quarantine record of a pairing that failed with ``exc``."""
+    seg = pairing.seg
+    return QuarantineRecord(
+        code=str(exc.code),
+        message=exc.message,
+        stage=stage,
+        url=seg.url,
+        patient_id=seg.patient_id,
+        study_instance_uid=seg.study_instance_uid,
+        series_instance_uid=seg.series_instance_uid,
+        sop_instance_uid=seg.sop_instance_uid,
+    )

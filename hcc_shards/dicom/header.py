@@ -1,0 +1,335 @@
+"""What later stages need from one DICOM file's header, as frozen, picklable values.
+
+:func:`header_from_dataset` turns a pydicom Dataset read without its pixel data into an
+:class:`InstanceHeader`. Classic single-frame images, enhanced / legacy-converted multi-frame
+images and Segmentation objects are all described by the same type: per-frame facts live in
+``frame_positions`` (every image) and ``seg_frames`` (SEG only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
+LABEL_MAP_SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.7"
+MEDIA_STORAGE_DIRECTORY_UID = "1.2.840.10008.1.3.10"
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One item of a SEG's SegmentSequence."""
+
+    number: int
+    """SegmentNumber, as referenced by the frames (or the pixel value of a LABELMAP SEG)."""
+    label: str
+    """SegmentLabel (free text, e.g. 'Mass')."""
+    property_type: str = ""
+    """SegmentedPropertyTypeCodeSequence as 'SCHEME:CODE' (e.g. 'SCT:10200004'); '' when absent."""
+    property_meaning: str = ""
+    """CodeMeaning of the property type (e.g. 'Liver')."""
+    category: str = ""
+    """SegmentedPropertyCategoryCodeSequence as 'SCHEME:CODE'."""
+    algorithm_type: str = ""
+    """SegmentAlgorithmType (MANUAL, SEMIAUTOMATIC, AUTOMATIC)."""
+
+
+@dataclass(frozen=True)
+class SegFrame:
+    """Per-frame facts of one SEG frame, in stored frame order."""
+
+    segment_number: int
+    """ReferencedSegmentNumber of the frame (0 for LABELMAP frames, which hold every segment)."""
+    sources: tuple[tuple[str, int], ...]
+    """(ReferencedSOPInstanceUID, ReferencedFrameNumber or 0) of each source image of the frame."""
+    position: Vec3 | None
+    """ImagePositionPatient of the frame's first pixel, LPS mm; None when the SEG has none."""
+
+
+@dataclass(frozen=True)
+class ReferencedSeries:
+    """One item of ReferencedSeriesSequence."""
+
+    series_instance_uid: str
+    instance_uids: tuple[str, ...]
+    """ReferencedSOPInstanceUID of each item of its ReferencedInstanceSequence."""
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """Header facts of one DICOM instance (one file); picklable, no pixel data."""
+
+    url: str
+    """Where the file is (fsspec URL or local path)."""
+    file_size: int
+    """Size of the file in bytes."""
+    bytes_read: int
+    """Bytes fetched from storage to read this header."""
+    sop_class_uid: str
+    sop_instance_uid: str
+    modality: str
+    patient_id: str
+    study_instance_uid: str
+    series_instance_uid: str
+    series_number: int | None
+    series_description: str
+    acquisition_number: int | None
+    """AcquisitionNumber; None when absent (a single unnumbered acquisition)."""
+    instance_number: int | None
+    frame_of_reference_uid: str
+    image_type: tuple[str, ...]
+    transfer_syntax_uid: str
+    rows: int
+    columns: int
+    number_of_frames: int
+    """NumberOfFrames, 1 for single-frame objects."""
+    bits_allocated: int
+    orientation: tuple[float, ...] | None
+    """ImageOrientationPatient (row cosine, column cosine); shared by every frame."""
+    pixel_spacing: tuple[float, float] | None
+    """PixelSpacing (between rows, between columns) in mm."""
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+    frame_positions: tuple[Vec3 | None, ...]
+    """ImagePositionPatient of each frame (a single item for a single-frame image)."""
+    rescale_slope: float | None
+    rescale_intercept: float | None
+    segmentation_type: str = ""
+    """SEG only: BINARY, FRACTIONAL or LABELMAP."""
+    fractional_type: str = ""
+    """SEG only: PROBABILITY or OCCUPANCY for FRACTIONAL SEGs."""
+    max_fractional_value: int | None = None
+    segments: tuple[Segment, ...] = ()
+    referenced_series: tuple[ReferencedSeries, ...] = ()
+    """SEG only: ReferencedSeriesSequence (empty when absent, as in HCC_048)."""
+    source_instance_uids: tuple[str, ...] = ()
+    """SEG only: top-level SourceImageSequence / ReferencedImageSequence instance UIDs."""
+    seg_frames: tuple[SegFrame, ...] = ()
+    """SEG only: one item per stored frame."""
+
+    @property
+    def is_seg(self) -> bool:
+        return self.modality == "SEG" or self.sop_class_uid in (
+            SEG_SOP_CLASS_UID,
+            LABEL_MAP_SEG_SOP_CLASS_UID,
+        )
+
+    @property
+    def is_multiframe(self) -> bool:
+        return self.number_of_frames > 1 or len(self.frame_positions) > 1
+
+    @property
+    def referenced_instance_uids(self) -> frozenset[str]:
+        """Every CT instance the SEG names: series references, top-level sources and frame sources."""
+        uids = set(self.source_instance_uids)
+        for rs in self.referenced_series:
+            uids.update(rs.instance_uids)
+        for fr in self.seg_frames:
+            uids.update(uid for uid, _ in fr.sources)
+        return frozenset(uids)
+
+
+def header_from_dataset(ds: Dataset, *, url: str, file_size: int, bytes_read: int) -> InstanceHeader:
+    """Collect the header facts of ``ds`` (read with or without pixel data)."""
+    meta = getattr(ds, "file_meta", None)
+    ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+
+    orientation = _floats(ds.get("ImageOrientationPatient"))
+    pixel_spacing = _floats(ds.get("PixelSpacing"))
+    thickness = _float(ds.get("SliceThickness"))
+    between = _float(ds.get("SpacingBetweenSlices"))
+    slope = _float(ds.get("RescaleSlope"))
+    intercept = _float(ds.get("RescaleIntercept"))
+    first = per_frame[0] if per_frame else None
+    for group in (shared, first):
+        if group is None:
+            continue
+        po = _first_item(group, "PlaneOrientationSequence")
+        if po is not None and orientation is None:
+            orientation = _floats(po.get("ImageOrientationPatient"))
+        pm = _first_item(group, "PixelMeasuresSequence")
+        if pm is not None:
+            pixel_spacing = pixel_spacing or _floats(pm.get("PixelSpacing"))
+            thickness = thickness if thickness is not None else _float(pm.get("SliceThickness"))
+            between = between if between is not None else _float(pm.get("SpacingBetweenSlices"))
+        pv = _first_item(group, "PixelValueTransformationSequence")
+        if pv is not None and slope is None:
+            slope = _float(pv.get("RescaleSlope"))
+            intercept = _float(pv.get("RescaleIntercept"))
+
+    if per_frame:
+        fallback = _frame_position(shared) if shared is not None else None
+        positions = tuple(_frame_position(item) or fallback for item in per_frame)
+    else:
+        positions = (_vec3(ds.get("ImagePositionPatient")),)
+
+    is_seg = str(ds.get("Modality", "")) == "SEG"
+    seg_frames = tuple(_seg_frame(item, shared) for item in per_frame) if is_seg else ()
+    return InstanceHeader(
+        url=url,
+        file_size=int(file_size),
+        bytes_read=int(bytes_read),
+        sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+        modality=str(ds.get("Modality", "") or ""),
+        patient_id=str(ds.get("PatientID", "") or ""),
+        study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
+        series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+        series_number=_int(ds.get("SeriesNumber")),
+        series_description=str(ds.get("SeriesDescription", "") or ""),
+        acquisition_number=_int(ds.get("AcquisitionNumber")),
+        instance_number=_int(ds.get("InstanceNumber")),
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
+        image_type=tuple(str(v) for v in _as_list(ds.get("ImageType"))),
+        transfer_syntax_uid=ts,
+        rows=_int(ds.get("Rows")) or 0,
+        columns=_int(ds.get("Columns")) or 0,
+        number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+        bits_allocated=_int(ds.get("BitsAllocated")) or 0,
+        orientation=tuple(orientation) if orientation and len(orientation) == 6 else None,
+        pixel_spacing=(pixel_spacing[0], pixel_spacing[1])
+        if pixel_spacing and len(pixel_spacing) == 2
+        else None,
+        slice_thickness=thickness,
+        spacing_between_slices=between,
+        frame_positions=positions,
+        rescale_slope=slope,
+        rescale_intercept=intercept,
+        segmentation_type=str(ds.get("SegmentationType", "") or "") if is_seg else "",
+        fractional_type=str(ds.get("SegmentationFractionalType", "") or "") if is_seg else "",
+        max_fractional_value=_int(ds.get("MaximumFractionalValue")) if is_seg else None,
+        segments=tuple(_segment(item) for item in ds.get("SegmentSequence") or []) if is_seg else (),
+        referenced_series=tuple(_referenced_series(ds)) if is_seg else (),
+        source_instance_uids=tuple(_top_level_sources(ds)) if is_seg else (),
+        seg_frames=seg_frames,
+    )
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        return [value]
+
+
+def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def _float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(value: Any) -> tuple[float, ...] | None:
+    items = _as_list(value)
+    if not items:
+        return None
+    out = tuple(_float(v) for v in items)
+    if any(v is None for v in out):
+        return None
+    return out  # type: ignore[return-value]
+
+
+def _vec3(value: Any) -> Vec3 | None:
+    v = _floats(value)
+    return (v[0], v[1], v[2]) if v is not None and len(v) == 3 else None
+
+
+def _frame_position(item: Dataset) -> Vec3 | None:
+    pp = _first_item(item, "PlanePositionSequence")
+    return _vec3(pp.get("ImagePositionPatient")) if pp is not None else None
+
+
+def _code(item: Dataset | None) -> tuple[str, str]:
+    if item is None:
+        return "", ""
+    scheme = str(item.get("CodingSchemeDesignator", "") or "")
+    value = str(
+        item.get("CodeValue", "") or item.get("LongCodeValue", "") or item.get("URNCodeValue", "") or ""
+    )
+    return (f"{scheme}:{value}" if value else ""), str(item.get("CodeMeaning", "") or "")
+
+
+def _segment(item: Dataset) -> Segment:
+    prop, meaning = _code(_first_item(item, "SegmentedPropertyTypeCodeSequence"))
+    cat, _ = _code(_first_item(item, "SegmentedPropertyCategoryCodeSequence"))
+    return Segment(
+        number=_int(item.get("SegmentNumber")) or 0,
+        label=str(item.get("SegmentLabel", "") or ""),
+        property_type=prop,
+        property_meaning=meaning,
+        category=cat,
+        algorithm_type=str(item.get("SegmentAlgorithmType", "") or ""),
+    )
+
+
+def _referenced_series(ds: Dataset) -> Iterable[ReferencedSeries]:
+    for item in ds.get("ReferencedSeriesSequence") or []:
+        uids = tuple(
+            str(ref.get("ReferencedSOPInstanceUID", ""))
+            for ref in item.get("ReferencedInstanceSequence") or []
+            if ref.get("ReferencedSOPInstanceUID")
+        )
+        yield ReferencedSeries(str(item.get("SeriesInstanceUID", "") or ""), uids)
+
+
+def _top_level_sources(ds: Dataset) -> Iterable[str]:
+    for keyword in ("SourceImageSequence", "ReferencedImageSequence"):
+        for ref in ds.get(keyword) or []:
+            uid = ref.get("ReferencedSOPInstanceUID")
+            if uid:
+                yield str(uid)
+
+
+def _seg_frame(item: Dataset, shared: Dataset | None) -> SegFrame:
+    # A SEG with one segment (or one source) may keep these macros in the shared functional groups.
+    si = _first_item(item, "SegmentIdentificationSequence")
+    if si is None and shared is not None:
+        si = _first_item(shared, "SegmentIdentificationSequence")
+    segment_number = _int(si.get("ReferencedSegmentNumber")) if si is not None else None
+    derivations = item.get("DerivationImageSequence")
+    if derivations is None and shared is not None:
+        derivations = shared.get("DerivationImageSequence")
+    sources: list[tuple[str, int]] = []
+    for deriv in derivations or []:
+        for src in deriv.get("SourceImageSequence") or []:
+            uid = src.get("ReferencedSOPInstanceUID")
+            if uid:
+                sources.append((str(uid), _first_frame_number(src.get("ReferencedFrameNumber"))))
+    return SegFrame(
+        segment_number=segment_number or 0, sources=tuple(sources), position=_frame_position(item)
+    )
+
+
+def _first_frame_number(value: Any) -> int:
+    items = _as_list(value)
+    return _int(items[0]) or 0 if items else 0

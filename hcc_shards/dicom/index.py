@@ -1,0 +1,182 @@
+"""Read DICOM headers through fsspec, fetching only the bytes the header needs.
+
+On an object store a naive ``fs.open`` fetches a large block (5 MiB for s3fs) per read, so a
+header read would download whole CT slices. :class:`RangeReader` instead asks the filesystem
+for byte ranges that start small (16 KiB) and double while pydicom keeps reading, and counts
+every byte it fetched: the count is kept in ``InstanceHeader.bytes_read``.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import fsspec
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from hcc_shards.config import BuildConfig
+from hcc_shards.dicom.header import MEDIA_STORAGE_DIRECTORY_UID, InstanceHeader, header_from_dataset
+from hcc_shards.quarantine import QuarantineRecord, Reason
+from hcc_shards.storage import filesystem
+
+_DEFAULT_CONFIG = BuildConfig()
+
+FIRST_RANGE_BYTES = 16 * 1024
+"""Size of the first range request of a header read."""
+MAX_RANGE_BYTES = 1024 * 1024
+"""Range requests double up to this size (a SEG's per-frame header can be hundreds of KiB)."""
+DEFER_SIZE = "64 KB"
+"""Values larger than this (private blobs, icons) are skipped by seeking, not read."""
+
+
+class _EmptyFileError(Exception):
+    pass
+
+
+class RangeReader(io.RawIOBase):
+    """A seekable, read-only file over ``fs.cat_file`` byte ranges that counts fetched bytes."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, size: int) -> None:
+        super().__init__()
+        self._fs = fs
+        self._path = path
+        self._size = int(size)
+        self._pos = 0
+        self._buf = b""
+        self._buf_start = 0
+        self._next_request = FIRST_RANGE_BYTES
+        self.bytes_fetched = 0
+        """Total bytes received from storage."""
+        self.requests = 0
+        """Number of range requests made."""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._size + offset
+        else:
+            raise ValueError(f"whence must be 0, 1 or 2, got {whence}")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        want = min(len(view), max(0, self._size - self._pos))
+        if want == 0:
+            return 0
+        buf_end = self._buf_start + len(self._buf)
+        if not (self._buf_start <= self._pos and self._pos + want <= buf_end):
+            self._fetch(self._pos, want)
+        off = self._pos - self._buf_start
+        chunk = self._buf[off : off + want]
+        view[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def _fetch(self, start: int, want: int) -> None:
+        length = max(want, self._next_request)
+        end = min(self._size, start + length)
+        data = self._fs.cat_file(self._path, start=start, end=end)
+        self.requests += 1
+        self.bytes_fetched += len(data)
+        self._buf, self._buf_start = bytes(data), start
+        self._next_request = min(MAX_RANGE_BYTES, self._next_request * 2)
+
+
+def read_header_dataset(
+    url: str, storage_options: dict[str, Any] | None = None, size: int | None = None
+) -> tuple[pydicom.Dataset, int, int]:
+    """(dataset without pixel data, file size, bytes fetched). Raises what pydicom raises.
+
+    ``size`` (from a listing) saves one metadata request per file on object stores.
+    """
+    fs, path = filesystem(url, storage_options)
+    size = int(fs.size(path)) if size is None else int(size)
+    if size == 0:
+        raise _EmptyFileError(url)
+    raw = RangeReader(fs, path, size)
+    ds = pydicom.dcmread(raw, stop_before_pixels=True, defer_size=DEFER_SIZE)
+    return ds, size, raw.bytes_fetched
+
+
+def index_file(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    config: BuildConfig = _DEFAULT_CONFIG,
+    *,
+    size: int | None = None,
+) -> InstanceHeader | QuarantineRecord:
+    """Header of one file, or a record saying why it is not an image or SEG we can use.
+
+    Never raises for bad input: non-DICOM files, DICOMDIRs, empty and truncated files become
+    records. Storage failures (permission, vanished object) become ``storage_error`` records.
+    Pass ``size`` when a listing already gave it.
+    """
+    try:
+        ds, size, fetched = read_header_dataset(url, storage_options, size)
+    except _EmptyFileError:
+        return _record(Reason.UNREADABLE, url, "expected a DICOM file, got an empty (0 byte) object")
+    except (InvalidDicomError, EOFError) as exc:
+        detail = str(exc).replace(" Use force=True to force reading.", "")
+        return _record(Reason.NOT_DICOM, url, f"expected a DICOM Part 10 file, could not parse one: {detail}")
+    except (FileNotFoundError, PermissionError, ConnectionError, TimeoutError) as exc:
+        # Not every OSError: pydicom raises OSError for truncated files, which are unreadable.
+        return _record(Reason.STORAGE_ERROR, url, f"cannot read the object: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # pydicom raises many types on damaged files
+        return _record(Reason.UNREADABLE, url, f"DICOM header cannot be parsed: {type(exc).__name__}: {exc}")
+    sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", ""))
+    if sop_class == MEDIA_STORAGE_DIRECTORY_UID or "DirectoryRecordSequence" in ds:
+        return _record(Reason.NOT_DICOM, url, "a DICOMDIR (media directory), not an image or SEG")
+    try:
+        header = header_from_dataset(ds, url=url, file_size=size, bytes_read=fetched)
+    except Exception as exc:
+        return _record(
+            Reason.UNREADABLE, url, f"DICOM header values cannot be read: {type(exc).__name__}: {exc}"
+        )
+    if not header.sop_instance_uid:
+        return _record(Reason.UNREADABLE, url, "header has no SOPInstanceUID", header)
+    if header.modality not in ("CT", "SEG") and not header.is_seg:
+        return _record(
+            Reason.UNSUPPORTED_MODALITY,
+            url,
+            f"expected Modality CT or SEG, got {header.modality or 'none'!r}",
+            header,
+        )
+    declared = header.rows * header.columns * header.number_of_frames
+    if declared > config.max_voxels:
+        return _record(
+            Reason.IMAGE_TOO_LARGE,
+            url,
+            f"declares {header.rows}x{header.columns}x{header.number_of_frames} = {declared} voxels, "
+            f"more than max_voxels={config.max_voxels}",
+            header,
+        )
+    return header
+
+
+def _record(reason: Reason, url: str, message: str, header: InstanceHeader | None = None) -> QuarantineRecord:
+    return QuarantineRecord(
+        code=reason.value,
+        message=message,
+        stage="index",
+        url=url,
+        patient_id=header.patient_id if header else "",
+        study_instance_uid=header.study_instance_uid if header else "",
+        series_instance_uid=header.series_instance_uid if header else "",
+        sop_instance_uid=header.sop_instance_uid if header else "",
+    )

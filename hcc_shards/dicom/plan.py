@@ -1,0 +1,156 @@
+"""The dry run behind ``hcc-shards plan``: list, index, pair, decode the SEGs, count voxels.
+
+Plan records are the JSON objects of docs/FORMAT.md "Plan records". The plan reads every
+header, and every paired SEG in full; it does not read CT pixel data (transfer syntaxes are
+checked from the headers), so it costs a small fraction of a build.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from hcc_shards.case import make_case_id
+from hcc_shards.config import BuildConfig
+from hcc_shards.dicom.ct import check_transfer_syntax
+from hcc_shards.dicom.decode import decode_labels, provenance_of, qc_flags, record_for
+from hcc_shards.dicom.header import InstanceHeader
+from hcc_shards.dicom.index import index_file
+from hcc_shards.dicom.pairing import Pairing, pair_patient
+from hcc_shards.errors import QuarantineError
+from hcc_shards.labels import LABELS
+from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.storage import filesystem, unstrip
+
+DEFAULT_WORKERS = 8
+"""Concurrent header reads; object stores reward a few requests in flight."""
+
+
+def list_objects(url: str, storage_options: dict[str, Any] | None = None) -> list[tuple[str, int]]:
+    """(URL, size) of every file under ``url`` (or of ``url`` itself when it is a file), sorted."""
+    fs, path = filesystem(url, storage_options)
+    found = {path: fs.info(path)} if fs.isfile(path) else fs.find(path, detail=True)
+    out = []
+    for p in sorted(found):
+        info = found[p]
+        if info.get("type", "file") != "file":
+            continue
+        out.append((unstrip(fs, p) if "://" in url else p, int(info.get("size") or 0)))
+    return out
+
+
+def list_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Every file under ``url`` (or ``url`` itself when it is a file), sorted, as full URLs."""
+    return [u for u, _ in list_objects(url, storage_options)]
+
+
+def index_all(
+    objects: list[tuple[str, int]], config: BuildConfig, storage_options: dict[str, Any] | None, workers: int
+) -> list[InstanceHeader | QuarantineRecord]:
+    """:func:`index_file` over (URL, size) pairs, in input order."""
+
+    def one(obj: tuple[str, int]) -> InstanceHeader | QuarantineRecord:
+        return index_file(obj[0], storage_options, config, size=obj[1])
+
+    if workers <= 1 or len(objects) <= 1:
+        return [one(o) for o in objects]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, objects))
+
+
+def case_record(pairing: Pairing, label: np.ndarray, warnings: tuple[str, ...]) -> dict[str, Any]:
+    """The plan record of a paired, decoded SEG."""
+    prov = provenance_of(pairing)
+    counts = np.bincount(label.ravel(), minlength=256)
+    return {
+        "kind": "case",
+        "case_id": make_case_id(prov.patient_id, prov.seg_sop_instance_uid),
+        "patient_id": prov.patient_id,
+        "seg_sop_instance_uid": prov.seg_sop_instance_uid,
+        "seg_series_instance_uid": prov.seg_series_instance_uid,
+        "ct_series_instance_uid": prov.ct_series_instance_uid,
+        "ct_acquisition_number": prov.ct_acquisition_number,
+        "pairing_method": prov.pairing_method,
+        "shape_zyx": list(pairing.geometry.shape),
+        "spacing_zyx": [round(v, 6) for v in pairing.geometry.spacing],
+        "voxels": {lab.name: int(counts[lab.value]) for lab in LABELS},
+        "unknown_segments": list(pairing.unknown_segments),
+        "qc_flags": list(qc_flags(label)),
+        "warnings": list(pairing.warnings + warnings),
+    }
+
+
+def plan_records(
+    url: str,
+    config: BuildConfig | None = None,
+    storage_options: dict[str, Any] | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Iterator[dict[str, Any]]:
+    """Yield the case and quarantine records of INPUT ``url``, then one summary record."""
+    config = config or BuildConfig()
+    objects = list_objects(url, storage_options)
+    indexed = index_all(objects, config, storage_options, workers)
+    headers = [h for h in indexed if isinstance(h, InstanceHeader)]
+    quarantined: list[QuarantineRecord] = [r for r in indexed if isinstance(r, QuarantineRecord)]
+    by_patient: dict[str, list[InstanceHeader]] = defaultdict(list)
+    for h in headers:
+        by_patient[h.patient_id].append(h)
+    cases = 0
+    for patient in sorted(by_patient):
+        pairings, records = pair_patient(by_patient[patient], config)
+        quarantined.extend(records)
+        for pairing in pairings:
+            try:
+                for ct in pairing.ct_headers:
+                    check_transfer_syntax(ct.transfer_syntax_uid, ct.url)
+                label, warnings = decode_labels(pairing, config, storage_options)
+            except QuarantineError as exc:
+                quarantined.append(record_for(pairing, exc))
+                continue
+            cases += 1
+            yield case_record(pairing, label, warnings)
+    for rec in sorted(quarantined, key=lambda r: r.sort_key):
+        yield {"kind": "quarantine", **rec.to_dict()}
+    yield {
+        "kind": "summary",
+        "files": len(objects),
+        "instances": len(headers),
+        "series": len({h.series_instance_uid for h in headers}),
+        "segs": sum(1 for h in headers if h.is_seg),
+        "cases": cases,
+        "quarantined": len(quarantined),
+        "by_reason": dict(sorted(Counter(r.code for r in quarantined).items())),
+    }
+
+
+def format_record(rec: dict[str, Any]) -> str:
+    """One human-readable line (or block, for the summary) per plan record."""
+    kind = rec["kind"]
+    if kind == "case":
+        vox = " ".join(f"{k}={v}" for k, v in rec["voxels"].items())
+        extra = ""
+        if rec["warnings"]:
+            extra += f"\n    warnings: {', '.join(rec['warnings'])}"
+        if rec["unknown_segments"]:
+            extra += f"\n    unknown segments: {', '.join(rec['unknown_segments'])}"
+        if rec["qc_flags"]:
+            extra += f"\n    qc: {', '.join(rec['qc_flags'])}"
+        shape = "x".join(str(v) for v in rec["shape_zyx"])
+        return (
+            f"CASE {rec['patient_id']}  seg {rec['seg_sop_instance_uid']}\n"
+            f"    ct {rec['ct_series_instance_uid']} acq {rec['ct_acquisition_number']} "
+            f"({rec['pairing_method']}), {shape} voxels\n    {vox}{extra}"
+        )
+    if kind == "quarantine":
+        where = rec["url"] or rec["series_instance_uid"]
+        return f"QUARANTINE {rec['code']} [{rec['stage']}] {where}\n    {rec['message']}"
+    reasons = "\n".join(f"    {k}: {v}" for k, v in rec["by_reason"].items())
+    return (
+        f"SUMMARY files={rec['files']} instances={rec['instances']} series={rec['series']} "
+        f"segs={rec['segs']} cases={rec['cases']} quarantined={rec['quarantined']}"
+        + (f"\n{reasons}" if reasons else "")
+    )

@@ -1,0 +1,223 @@
+"""SEG pixel decode: frames -> one uint8 label map on the CT grid.
+
+- BINARY: a pixel belongs to the frame's segment when its bit is set.
+- FRACTIONAL: when ``value / MaximumFractionalValue >= BuildConfig.fractional_threshold``
+  (default 0.5), for PROBABILITY and OCCUPANCY alike.
+- LABELMAP: the pixel value is the segment number.
+
+Frames are sparse and in any order: each is placed by the pairing (source instance, else
+position; ``Pairing.frame_slices``). When every frame lies exactly on its CT slice (same
+orientation, pixel spacing, rows, columns and position within ``position_tolerance_mm``) it is
+painted there directly. Otherwise (a SEG on its own grid, HCC_001) every CT voxel centre takes
+the value of the SEG pixel whose centre is nearest in world coordinates, on the SEG plane
+nearest along the SEG normal, if that plane is within half a SEG slice step (a tie goes to the
+higher index, ``floor(i + 0.5)``, along the SEG normal, rows and columns): nearest-neighbour
+never invents label values. Where segments overlap, the label earliest in
+``BuildConfig.overlap_priority`` wins (labels missing from it rank after all listed ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from hcc_shards.config import BuildConfig
+from hcc_shards.dicom.ct import check_decodable
+from hcc_shards.dicom.header import InstanceHeader
+from hcc_shards.dicom.stack import ORIENTATION_TOLERANCE, PIXEL_SPACING_TOLERANCE_MM, SliceRef, slice_normal
+from hcc_shards.errors import QuarantineError
+from hcc_shards.geometry import Geometry
+from hcc_shards.labels import BACKGROUND
+from hcc_shards.quarantine import Reason
+
+
+def priority_ranks(priority: Sequence[int]) -> np.ndarray:
+    """uint8[256]: rank of each label value (lower wins); background ranks last."""
+    ranks = np.full(256, len(priority), dtype=np.uint8)
+    for i, value in enumerate(priority):
+        ranks[int(value)] = i
+    ranks[BACKGROUND] = 255
+    return ranks
+
+
+def paint(target: np.ndarray, mask: np.ndarray, value: int, ranks: np.ndarray) -> None:
+    """Set ``target[mask] = value`` where ``value`` outranks what is there already."""
+    wins = mask & (ranks[target] > ranks[value])
+    target[wins] = value
+
+
+def seg_frames(ds: Dataset, header: InstanceHeader) -> np.ndarray:
+    """Stored SEG frames as (frames, rows, columns); raises QuarantineError."""
+    check_decodable(ds, header.url)
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        raise QuarantineError(
+            Reason.UNREADABLE, f"{header.url}: SEG pixel data cannot be decoded: {exc}"
+        ) from exc
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.shape[0] != len(header.seg_frames) and header.seg_frames:
+        raise QuarantineError(
+            Reason.UNSUPPORTED_SEG,
+            f"{header.url}: {arr.shape[0]} frames decoded, {len(header.seg_frames)} described per frame",
+        )
+    return arr
+
+
+def frame_masks(
+    frames: np.ndarray, header: InstanceHeader, labels: dict[int, int], config: BuildConfig
+) -> list[list[tuple[int, np.ndarray]]]:
+    """Per frame, the (label value, boolean mask) pairs it contributes."""
+    kind = header.segmentation_type
+    out: list[list[tuple[int, np.ndarray]]] = []
+    if kind == "LABELMAP":
+        lut = np.zeros(int(max(frames.max(initial=0), max(labels, default=0))) + 1, dtype=np.uint8)
+        for number, value in labels.items():
+            lut[number] = value
+        for f in frames:
+            mapped = lut[f]
+            out.append([(v, mapped == v) for v in sorted(set(labels.values())) if v != BACKGROUND])
+        return out
+    if kind == "FRACTIONAL":
+        max_value = header.max_fractional_value or 255
+        cut = config.fractional_threshold * max_value
+    elif kind != "BINARY":
+        raise QuarantineError(Reason.UNSUPPORTED_SEG, f"SegmentationType {kind!r} is not handled")
+    only = header.segments[0].number if len(header.segments) == 1 else None
+    for i, f in enumerate(frames):
+        number = header.seg_frames[i].segment_number if header.seg_frames else 0
+        number = number or only or 0
+        if number == 0:
+            raise QuarantineError(
+                Reason.UNSUPPORTED_SEG,
+                f"{header.url}: frame {i + 1} names no ReferencedSegmentNumber and the SEG has "
+                f"{len(header.segments)} segments; expected one number per frame",
+            )
+        value = labels.get(number)
+        if value is None:
+            out.append([])
+            continue
+        mask = f >= cut if kind == "FRACTIONAL" else f != 0
+        out.append([(value, mask)])
+    return out
+
+
+def _same_plane_grid(header: InstanceHeader, geometry: Geometry, ct_orientation: Sequence[float]) -> bool:
+    if header.orientation is None or header.pixel_spacing is None:
+        return True  # nothing to contradict the source references
+    if (header.rows, header.columns) != geometry.shape[1:]:
+        return False
+    if np.max(np.abs(np.subtract(header.orientation, ct_orientation))) > ORIENTATION_TOLERANCE:
+        return False
+    ct_ps = (geometry.spacing[1], geometry.spacing[2])
+    return bool(np.max(np.abs(np.subtract(header.pixel_spacing, ct_ps))) <= PIXEL_SPACING_TOLERANCE_MM)
+
+
+def labels_on_ct_grid(
+    ds: Dataset,
+    header: InstanceHeader,
+    frame_slices: Sequence[int],
+    slices: Sequence[SliceRef],
+    geometry: Geometry,
+    ct_orientation: Sequence[float],
+    segment_labels: dict[int, int],
+    config: BuildConfig,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(uint8 label map on ``geometry``, warnings)."""
+    frames = seg_frames(ds, header)
+    masks = frame_masks(frames, header, segment_labels, config)
+    ranks = priority_ranks(config.overlap_priority)
+    label = np.zeros(geometry.shape, dtype=np.uint8)
+    direct = _same_plane_grid(header, geometry, ct_orientation) and all(
+        k < 0 or _on_slice(header, i, slices[k], config) for i, k in enumerate(frame_slices)
+    )
+    if direct:
+        for i, k in enumerate(frame_slices):
+            if k < 0:
+                continue
+            for value, mask in masks[i]:
+                paint(label[k], mask, value, ranks)
+        return label, ()
+    _resample_into(label, masks, header, geometry, ranks, config)
+    return label, ("seg_resampled_to_ct_grid",)
+
+
+def _on_slice(header: InstanceHeader, frame: int, s: SliceRef, config: BuildConfig) -> bool:
+    pos = header.seg_frames[frame].position if header.seg_frames else None
+    if pos is None:
+        return True
+    return bool(np.linalg.norm(np.subtract(pos, s.position)) <= config.position_tolerance_mm)
+
+
+def _resample_into(
+    label: np.ndarray,
+    masks: list[list[tuple[int, np.ndarray]]],
+    header: InstanceHeader,
+    geometry: Geometry,
+    ranks: np.ndarray,
+    config: BuildConfig,
+) -> None:
+    if header.orientation is None or header.pixel_spacing is None:
+        raise QuarantineError(
+            Reason.UNSUPPORTED_SEG,
+            "SEG lies off the CT grid and lacks ImageOrientationPatient or PixelSpacing",
+        )
+    positions = [fr.position for fr in header.seg_frames]
+    if not positions or any(p is None for p in positions):
+        raise QuarantineError(
+            Reason.UNSUPPORTED_SEG, "SEG lies off the CT grid and some frames have no ImagePositionPatient"
+        )
+    row_cos = np.asarray(header.orientation[:3])
+    col_cos = np.asarray(header.orientation[3:])
+    normal = slice_normal(header.orientation)
+    dr, dc = header.pixel_spacing
+    # One 2-D label per distinct SEG plane, overlaps resolved with the same priority.
+    planes: dict[tuple[float, float, float], np.ndarray] = {}
+    for i, pos in enumerate(positions):
+        key = tuple(round(v, 3) for v in pos)  # type: ignore[union-attr]
+        plane = planes.setdefault(key, np.zeros((header.rows, header.columns), dtype=np.uint8))
+        for value, mask in masks[i]:
+            paint(plane, mask, value, ranks)
+    keys = sorted(planes, key=lambda p: float(np.dot(p, normal)))
+    origins = np.array(keys, dtype=np.float64)
+    d_planes = origins @ normal
+    step = header.spacing_between_slices or (
+        float(np.median(np.diff(d_planes)))
+        if len(d_planes) > 1
+        else header.slice_thickness or geometry.spacing[0]
+    )
+    half = max(abs(step) / 2.0, config.position_tolerance_mm)
+    stacked = np.stack([planes[k] for k in keys])
+    nz, ny, nx = geometry.shape
+    affine = geometry.affine
+    jj = np.arange(ny, dtype=np.float64)[:, None]
+    ii = np.arange(nx, dtype=np.float64)[None, :]
+    step_j, step_i = affine[:3, 1], affine[:3, 2]
+    # World position is affine in (j, i) on a CT slice, so every SEG coordinate is too: outer sums
+    # of 1-D terms instead of a (ny * nx, 3) matrix product per slice.
+    for z in range(nz):
+        base = affine[:3, 3] + z * affine[:3, 0]
+        d = float(base @ normal) + jj * float(step_j @ normal) + ii * float(step_i @ normal)
+        p = _nearest_plane(d_planes, d)
+        near = np.abs(d_planes[p] - d) <= half
+        if not near.any():
+            continue
+        rel0 = base - origins[p]  # (ny, nx, 3) only through the plane index
+        r = (rel0 @ col_cos + jj * float(step_j @ col_cos) + ii * float(step_i @ col_cos)) / dr
+        c = (rel0 @ row_cos + jj * float(step_j @ row_cos) + ii * float(step_i @ row_cos)) / dc
+        r = np.floor(r + 0.5).astype(np.int64)
+        c = np.floor(c + 0.5).astype(np.int64)
+        ok = near & (r >= 0) & (r < header.rows) & (c >= 0) & (c < header.columns)
+        label[z][ok] = stacked[p[ok], r[ok], c[ok]]
+
+
+def _nearest_plane(d_planes: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Index of the nearest plane offset for every value of ``d``; ties go to the higher offset."""
+    p = np.clip(np.searchsorted(d_planes, d), 1, len(d_planes)) - 1
+    if len(d_planes) > 1:
+        nxt = np.minimum(p + 1, len(d_planes) - 1)
+        p = np.where(np.abs(d_planes[nxt] - d) <= np.abs(d_planes[p] - d), nxt, p)
+    return p

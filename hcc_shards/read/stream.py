@@ -1,0 +1,265 @@
+"""The sample stream: a sampler, a split across ranks and workers, and bounded concurrent reads.
+
+:class:`PatchStream` is a plain Python iterable of :class:`Patch` (numpy arrays), for JAX or any
+framework; :mod:`hcc_shards.read.torch` wraps it for PyTorch. The stream of a rank is a pure function
+of (dataset, sampler, seed, epoch, position): :meth:`PatchStream.generate` yields it for any
+(epoch, start, rank, worker) without touching the stream's own progress counters.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hcc_shards.read.dataset import IMAGE_PAD, LABEL_PAD, Dataset
+from hcc_shards.read.order import STATE_VERSION, ReaderState, Uneven, assign_positions, sampler_key
+from hcc_shards.read.sampling import PatchSpec, Sampler
+
+WorkerInfo = Callable[[], tuple[int, int]]
+"""Returns (worker id, number of workers) of the calling process."""
+
+
+def single_worker() -> tuple[int, int]:
+    """Worker discovery when nothing splits a rank: worker 0 of 1."""
+    return 0, 1
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One sample read from the dataset."""
+
+    image: np.ndarray
+    """int16 HU (z, y, x); -1024 outside the volume."""
+    label: np.ndarray
+    """uint8 labels (z, y, x); 0 outside the volume."""
+    spec: PatchSpec
+    """Which case and box this is."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for collate functions): image, label, case_id, position, start, padding."""
+        return {
+            "image": self.image,
+            "label": self.label,
+            "case_id": self.spec.case_id,
+            "position": self.spec.position,
+            "start": np.asarray(self.spec.start, dtype=np.int64),
+            "padding": self.spec.padding,
+        }
+
+
+class PatchStream:
+    """Samples of one rank, in order, read ahead by a bounded pool of threads.
+
+    Iterating yields the rest of the current epoch from the current position, counts what it
+    yields (for :meth:`state_dict`), and moves to the next epoch when the epoch is done.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        sampler: Sampler,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        uneven: Uneven = "pad",
+        prefetch: int = 8,
+        threads: int = 4,
+        worker_info: WorkerInfo = single_worker,
+    ) -> None:
+        if uneven not in ("pad", "drop"):
+            raise ValueError(f"uneven must be 'pad' or 'drop', got {uneven!r}")
+        if prefetch < 0 or threads < 0:
+            raise ValueError(f"prefetch and threads must be >= 0, got {prefetch} and {threads}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.dataset = dataset
+        self.sampler = sampler
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.uneven: Uneven = uneven
+        self.prefetch = int(prefetch)
+        """Samples read ahead of the consumer (0: read on demand)."""
+        self.threads = int(threads)
+        """Reader threads (0: read in the consuming thread)."""
+        self.worker_info = worker_info
+        """Worker discovery; replaced by the PyTorch adapter and by tests."""
+        self.epoch = 0
+        """Current epoch."""
+        self.position = 0
+        """Global positions of the current epoch already consumed."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = -1
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pool"], state["_pool_pid"] = None, -1
+        return state
+
+    # -- the pure part ---------------------------------------------------------------------------
+
+    @property
+    def epoch_length(self) -> int:
+        """Global positions in one epoch (before evening out the ranks)."""
+        return self.sampler.epoch_length(self.dataset)
+
+    def spec(self, epoch: int, position: int) -> PatchSpec:
+        """The sample at a global position (padding positions of finite samplers repeat the start)."""
+        length = self.epoch_length
+        if self.sampler.finite and position >= length:
+            spec = self.sampler.spec(self.dataset, self.seed, epoch, position % length)
+            return PatchSpec(spec.position, spec.case_id, spec.start, spec.size, spec.label, padding=True)
+        return self.sampler.spec(self.dataset, self.seed, epoch, position)
+
+    def positions(
+        self, *, epoch_start: int, rank: int, world_size: int, worker: int, num_workers: int, batch_size: int
+    ) -> np.ndarray:
+        """Global positions this (rank, worker) reads from ``epoch_start`` on (see hcc_shards.read.order)."""
+        return assign_positions(
+            start=epoch_start,
+            length=self.epoch_length,
+            rank=rank,
+            world_size=world_size,
+            worker=worker,
+            num_workers=num_workers,
+            batch_size=batch_size,
+            uneven=self.uneven,
+        )
+
+    def read(self, spec: PatchSpec) -> Patch:
+        """Read one sample's image and label."""
+        case = self.dataset.case(spec.case_id)
+        image, label = case.read_region(spec.start, spec.stop, image_pad=IMAGE_PAD, label_pad=LABEL_PAD)
+        return Patch(image=image, label=label, spec=spec)
+
+    def generate(
+        self,
+        *,
+        epoch: int,
+        start: int,
+        rank: int,
+        world_size: int,
+        worker: int = 0,
+        num_workers: int = 1,
+        batch_size: int = 1,
+    ) -> Iterator[Patch]:
+        """The samples of (rank, worker) for ``epoch`` after ``start`` consumed positions, read ahead."""
+        positions = self.positions(
+            epoch_start=start,
+            rank=rank,
+            world_size=world_size,
+            worker=worker,
+            num_workers=num_workers,
+            batch_size=batch_size,
+        )
+        specs = (self.spec(epoch, int(p)) for p in positions)
+        pool = self._executor()
+        if pool is None or self.prefetch == 0:
+            for spec in specs:
+                yield self.read(spec)
+            return
+        pending: collections.deque[Future[Patch]] = collections.deque()
+        try:
+            for spec in specs:
+                pending.append(pool.submit(self.read, spec))
+                if len(pending) > self.prefetch:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def _executor(self) -> ThreadPoolExecutor | None:
+        if self.threads == 0:
+            return None
+        if self._pool is None or self._pool_pid != os.getpid():
+            # Threads do not survive a fork: each process makes its own pool.
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hcc-shards-read")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    # -- progress and resume ---------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Patch]:
+        worker, num_workers = self.worker_info()
+        epoch, start = self.epoch, self.position
+        stream = self.generate(
+            epoch=epoch,
+            start=start,
+            rank=self.rank,
+            world_size=self.world_size,
+            worker=worker,
+            num_workers=num_workers,
+        )
+        for consumed, patch in enumerate(stream, start=1):
+            if num_workers == 1:
+                self.position = start + consumed * self.world_size
+            yield patch
+        if num_workers == 1 and self.epoch == epoch:
+            self.set_epoch(epoch + 1)
+
+    def batches(self, batch_size: int, *, drop_last: bool = False) -> Iterator[dict[str, np.ndarray]]:
+        """Iterate in stacked batches: ``image`` (B, z, y, x), ``label``, ``position``, ``start``, ``padding``."""
+        buf: list[Patch] = []
+        for patch in self:
+            buf.append(patch)
+            if len(buf) == batch_size:
+                yield stack(buf)
+                buf = []
+        if buf and not drop_last:
+            yield stack(buf)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first position."""
+        self.epoch, self.position = int(epoch), 0
+
+    def current_state(self, *, num_workers: int = 1, batch_size: int = 1) -> ReaderState:
+        """The stream's settings and progress as a :class:`ReaderState`."""
+        return ReaderState(
+            version=STATE_VERSION,
+            dataset=self.dataset.fingerprint(),
+            sampler=sampler_key(self.sampler.settings()),
+            seed=self.seed,
+            uneven=self.uneven,
+            epoch=self.epoch,
+            position=self.position,
+            world_size=self.world_size,
+            num_workers=num_workers,
+            batch_size=batch_size,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Resume state (a plain dict, see :class:`ReaderState`)."""
+        return self.current_state().to_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where ``state`` stopped; raises ValueError naming any mismatched setting."""
+        saved = ReaderState.from_dict(state)
+        saved.check_matches(self.current_state())
+        self.epoch, self.position = int(saved.epoch), int(saved.position)
+
+    def close(self) -> None:
+        """Stop the reader threads of this process."""
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+
+def stack(patches: list[Patch]) -> dict[str, np.ndarray]:
+    """Stack patches of one size into a batch of numpy arrays."""
+    return {
+        "image": np.stack([p.image for p in patches]),
+        "label": np.stack([p.label for p in patches]),
+        "position": np.array([p.spec.position for p in patches], dtype=np.int64),
+        "start": np.array([p.spec.start for p in patches], dtype=np.int64),
+        "padding": np.array([p.spec.padding for p in patches], dtype=bool),
+        "case_id": np.array([p.spec.case_id for p in patches]),
+    }

@@ -1,0 +1,174 @@
+"""DATASET.md: the dataset card's tables, recomputed from the built data at every commit."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hcc_shards.config import FORMAT_VERSION, BuildConfig
+from hcc_shards.labels import LABELS
+from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.shards.manifest import SPLITS, ManifestRow
+
+__all__ = ["dataset_card", "label_table", "resolution_table"]
+
+_STATS = ("min", "median", "max")
+
+
+def _xyz(v: Sequence[float]) -> tuple[float, float, float]:
+    # The card lists (x, y, z), like the published card; arrays are (z, y, x).
+    return (v[2], v[1], v[0])
+
+
+def resolution_table(
+    spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]]
+) -> list[dict[str, Any]]:
+    """Per-axis min/median/max of spacing (mm) and size, each as an (x, y, z) tuple."""
+    sp = np.asarray(spacings, dtype=float).reshape(-1, 3)
+    sh = np.asarray(shapes, dtype=float).reshape(-1, 3)
+    out = []
+    for stat in _STATS:
+        f = getattr(np, stat)
+        out.append(
+            {
+                "stat": stat,
+                "spacing": _xyz(f(sp, axis=0).tolist()) if len(sp) else None,
+                "size": _xyz(f(sh, axis=0).tolist()) if len(sh) else None,
+            }
+        )
+    return out
+
+
+def label_table(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
+    """Per label: cases holding it, coverage (fraction of cases), min/median/max volume in cm3."""
+    out = []
+    for lab in LABELS:
+        vols = [r.volume_ml(lab.name) for r in rows if r.voxels(lab.name) > 0]
+        out.append(
+            {
+                "name": lab.name,
+                "display": lab.display,
+                "cases": len(vols),
+                "coverage": len(vols) / len(rows) if rows else 0.0,
+                "min": float(np.min(vols)) if vols else None,
+                "median": float(np.median(vols)) if vols else None,
+                "max": float(np.max(vols)) if vols else None,
+            }
+        )
+    return out
+
+
+def _fmt3(v: Sequence[float] | None, fmt: str) -> str:
+    return "n/a" if v is None else "(" + ", ".join(format(x, fmt) for x in v) + ")"
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def dataset_card(
+    rows: Sequence[ManifestRow],
+    quarantine: Sequence[QuarantineRecord],
+    config: BuildConfig,
+    *,
+    name: str,
+    created: str,
+    builder_version: str,
+    target_spacing_zyx: Sequence[float],
+) -> str:
+    """Markdown text of DATASET.md."""
+    rows = sorted(rows, key=lambda r: r.case_id)
+    lines = [
+        f"# {name}",
+        "",
+        f"Built {created} by hcc-shards {builder_version}; format version {FORMAT_VERSION}, "
+        f"configuration `{config.config_hash()}`. Every table below is computed from this build's "
+        "`manifest.parquet` and `quarantine.parquet`.",
+        "",
+        "## Dataset Meta Information",
+        "",
+        "| Dimensions | Modality | Task Type | Anatomical Structures | Number of Categories | Data Volume "
+        "| File Format |",
+        "|---|---|---|---|---|---|---|",
+        f"| 3D | CT | Segmentation | {', '.join(lab.display for lab in LABELS)} | {len(LABELS)} "
+        f"| {len(rows)} | OME-Zarr 0.5 (Zarr v3) |",
+        "",
+        "## Counts",
+        "",
+        "| item | count |",
+        "|---|---|",
+        f"| cases | {len(rows)} |",
+        f"| patients | {len({r.patient_id for r in rows})} |",
+    ]
+    splits = Counter(r.split for r in rows)
+    lines += [f"| split {s} | {splits.get(s, 0)} |" for s in SPLITS]
+    lines += [f"| quarantined | {len(quarantine)} |"]
+    lines += [
+        f"| quarantined: {code} | {n} |" for code, n in sorted(Counter(q.code for q in quarantine).items())
+    ]
+    lines += [
+        f"| 2D slices (CT grid) | {sum(r.source_shape_zyx[0] for r in rows)} |",
+        f"| 2D slices (stored grid) | {sum(r.shape_zyx[0] for r in rows)} |",
+        "",
+        "## Resolution Details",
+        "",
+        "Spacing and size are (x, y, z), each axis summarised on its own.",
+        "",
+    ]
+    ts = _xyz(list(target_spacing_zyx))
+    for title, spacings, shapes in (
+        (
+            "Before resampling (CT grid)",
+            [r.source_spacing_zyx for r in rows],
+            [r.source_shape_zyx for r in rows],
+        ),
+        (
+            f"After resampling to {_fmt3(ts, '.4g')} mm",
+            [r.spacing_zyx for r in rows],
+            [r.shape_zyx for r in rows],
+        ),
+    ):
+        lines += [f"### {title}", "", "| Dataset Statistics | spacing (mm) | size |", "|---|---|---|"]
+        for rec in resolution_table(spacings, shapes):
+            lines.append(f"| {rec['stat']} | {_fmt3(rec['spacing'], '.2f')} | {_fmt3(rec['size'], '.0f')} |")
+        lines.append("")
+    lines += [
+        "## Label Information Statistics",
+        "",
+        "Volumes are label voxels x voxel volume in the stored grid.",
+        "",
+        "| Anatomy | Total Cases | Coverage | Minimum Volume (cm³) | Median Volume (cm³) "
+        "| Maximum Volume (cm³) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rec in label_table(rows):
+        lines.append(
+            f"| {rec['display']} | {rec['cases']} | {rec['coverage'] * 100:.0f}% | {_num(rec['min'])} | "
+            f"{_num(rec['median'])} | {_num(rec['max'])} |"
+        )
+    colours = ", ".join(f"{lab.display} rgba{tuple(lab.rgba)}" for lab in LABELS)
+    lines += [
+        "",
+        "## Quality control",
+        "",
+        f"Label colours: {colours}. CT window W400/L40.",
+        "",
+        "![cohort](qc/cohort.png)",
+        "",
+    ]
+    flagged = [r for r in rows if r.qc_flags]
+    if flagged:
+        lines += ["| case | QC flags |", "|---|---|"]
+        lines += [f"| {r.case_id} | {', '.join(r.qc_flags)} |" for r in flagged]
+        lines.append("")
+    lines += ["| case | patient | split | QC image |", "|---|---|---|---|"]
+    lines += [f"| {r.case_id} | {r.patient_id} | {r.split} | [png](qc/{r.case_id}.png) |" for r in rows]
+    if quarantine:
+        lines += ["", "## Quarantine", "", "| code | stage | patient | message |", "|---|---|---|---|"]
+        for q in sorted(quarantine, key=lambda q: q.sort_key):
+            msg = q.message.replace("|", "/").replace("\n", " ")
+            lines.append(f"| {q.code} | {q.stage} | {q.patient_id} | {msg} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,165 @@
+"""Commit a dataset version: manifest, quarantine table, card, cohort figure, dataset.json, LATEST.json.
+
+Order (docs/FORMAT.md, "Atomicity and resume"): every row's case must be complete (its
+``_COMPLETE.json`` exists); then ``manifest.parquet``, ``quarantine.parquet``, ``DATASET.md``,
+``qc/cohort.png``, ``dataset.json`` (its presence marks the version committed) and last
+``OUTPUT/LATEST.json``. Each file is written whole (local: temporary file and rename; object
+stores: one put).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+import hcc_shards
+from hcc_shards import storage
+from hcc_shards.config import FORMAT_VERSION, BuildConfig
+from hcc_shards.errors import FormatError
+from hcc_shards.labels import LABELS
+from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.shards.atomic import exists, put_bytes_atomic, put_json_atomic, read_json
+from hcc_shards.shards.card import dataset_card
+from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
+from hcc_shards.shards.qc import cohort_png
+from hcc_shards.shards.writer import COMPLETE_MARKER
+
+__all__ = ["QUARANTINE_SCHEMA", "commit_dataset", "read_latest", "version_url"]
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("code", pa.string()),
+        ("message", pa.string()),
+        ("stage", pa.string()),
+        ("url", pa.string()),
+        ("patient_id", pa.string()),
+        ("study_instance_uid", pa.string()),
+        ("series_instance_uid", pa.string()),
+        ("sop_instance_uid", pa.string()),
+        ("details", pa.string()),
+    ]
+)
+"""Columns of quarantine.parquet; ``details`` is a JSON object string."""
+
+
+def version_url(output_url: str, config: BuildConfig) -> str:
+    """``OUTPUT/versions/<config_hash>``: one directory per build configuration."""
+    return storage.join(output_url, "versions", config.config_hash())
+
+
+def read_latest(output_url: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """URL of the version LATEST.json points at, or None before the first commit."""
+    latest = read_json(storage.join(output_url, "LATEST.json"), storage_options)
+    if latest is None:
+        return None
+    if latest.get("format_version") != FORMAT_VERSION:
+        raise FormatError(
+            f"LATEST.json format_version {latest.get('format_version')}, expected {FORMAT_VERSION}"
+        )
+    return storage.join(output_url, latest["path"])
+
+
+def quarantine_table(records: Sequence[QuarantineRecord]) -> pa.Table:
+    ordered = sorted(records, key=lambda q: q.sort_key)
+    data = []
+    for q in ordered:
+        d = q.to_dict()
+        d["details"] = json.dumps(d["details"], sort_keys=True)
+        data.append(d)
+    return pa.Table.from_pylist(data, schema=QUARANTINE_SCHEMA)
+
+
+def commit_dataset(
+    output_url: str,
+    rows: Sequence[ManifestRow],
+    quarantine: Sequence[QuarantineRecord],
+    config: BuildConfig,
+    summary: dict[str, Any],
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL."""
+    vurl = version_url(output_url, config)
+    rows = sorted(rows, key=lambda r: r.case_id)
+    incomplete = [
+        r.case_id for r in rows if not exists(storage.join(vurl, r.path, COMPLETE_MARKER), storage_options)
+    ]
+    if incomplete:
+        raise FormatError(
+            f"{len(incomplete)} manifest rows point at cases without {COMPLETE_MARKER} under {vurl}: "
+            f"{incomplete[:5]}; write the cases (hcc_shards.shards.write_case) before committing"
+        )
+    _check_patient_splits(rows)
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    target = (
+        tuple(config.target_spacing)
+        if config.target_spacing is not None
+        else tuple(np.median([r.spacing_zyx for r in rows], axis=0).tolist())
+        if rows
+        else None
+    )
+    name = str(summary.get("name", "hcc-shards dataset"))
+
+    write_parquet(rows_to_table(rows), storage.join(vurl, "manifest.parquet"), storage_options)
+    write_parquet(quarantine_table(quarantine), storage.join(vurl, "quarantine.parquet"), storage_options)
+    card = dataset_card(
+        rows,
+        quarantine,
+        config,
+        name=name,
+        created=created,
+        builder_version=hcc_shards.__version__,
+        target_spacing_zyx=target or (0.0, 0.0, 0.0),
+    )
+    put_bytes_atomic(storage.join(vurl, "DATASET.md"), card.encode(), storage_options)
+    png = cohort_png(
+        [r.source_spacing_zyx for r in rows],
+        [r.spacing_zyx for r in rows],
+        {lab.name: [r.volume_ml(lab.name) for r in rows] for lab in LABELS},
+    )
+    put_bytes_atomic(storage.join(vurl, "qc", "cohort.png"), png, storage_options)
+    split_counts = Counter(r.split for r in rows)
+    dataset = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "builder_version": hcc_shards.__version__,
+        "config_hash": config.config_hash(),
+        "config": json.loads(json.dumps(config.to_dict(), default=list)),
+        "target_spacing_zyx": list(target) if target is not None else None,
+        "labels": [
+            {"value": lab.value, "name": lab.name, "display": lab.display, "rgba": list(lab.rgba)}
+            for lab in LABELS
+        ],
+        "counts": {
+            "cases": len(rows),
+            "quarantined": len(quarantine),
+            "patients": len({r.patient_id for r in rows}),
+            "by_split": {s: split_counts.get(s, 0) for s in SPLITS},
+            "quarantine_by_reason": dict(sorted(Counter(q.code for q in quarantine).items())),
+        },
+        "summary": json.loads(json.dumps(summary, default=str)),
+        "created": created,
+    }
+    put_json_atomic(storage.join(vurl, "dataset.json"), dataset, storage_options)
+    latest = {
+        "format_version": FORMAT_VERSION,
+        "version": config.config_hash(),
+        "path": f"versions/{config.config_hash()}",
+    }
+    put_json_atomic(storage.join(output_url, "LATEST.json"), latest, storage_options)
+    return vurl
+
+
+def _check_patient_splits(rows: Sequence[ManifestRow]) -> None:
+    seen: dict[str, str] = {}
+    for r in rows:
+        if seen.setdefault(r.patient_id, r.split) != r.split:
+            raise FormatError(
+                f"patient {r.patient_id} is in splits {seen[r.patient_id]!r} and {r.split!r}; "
+                "splits are patient-level"
+            )

@@ -1,0 +1,168 @@
+"""The build pipeline: graph construction (:func:`build_pipeline`) and the launcher (:func:`main`).
+
+``python -m pipelines.build --input IN --output OUT [--runner ...] [Beam flags]`` and
+``hcc-shards build IN OUT [...]`` both end in :func:`run_build`.
+
+Graph (one terminal step; failures travel as data)::
+
+    ListFiles -> IndexHeaders -+-> headers -> PairByPatient -+-> pairings -> SelectCases -+-> ResolveTarget -+
+                               |                             |                            |                 | (side input)
+                               +-> records                   +-> records                  +-> BuildCases <--+
+                                      \\__________ Outcomes (records, index totals, target, cases) __________/
+                                                               |
+                                                            Commit  (ToList -> commit_outcomes)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from hcc_shards import storage
+from hcc_shards.shards import read_latest
+from hcc_shards.shards.atomic import read_json
+from pipelines import runners, steps, transforms
+from pipelines.options import BuildPlan, HccShardsOptions
+
+_LOG = logging.getLogger("hcc_shards.build")
+
+
+def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | None = None):
+    """Add the build's steps to ``pipeline`` and return the terminal PCollection (one Summary).
+
+    ``plan`` defaults to the pipeline's own options. Construction does no I/O beyond reading the
+    small --label_map / --build_config files, so it can run where the data is unreachable
+    (e.g. when staging a Dataflow template).
+    """
+    if plan is None:
+        plan = pipeline.options
+    if isinstance(plan, PipelineOptions):
+        plan = BuildPlan.from_options(plan)
+
+    indexed = (
+        pipeline
+        | "List files" >> transforms.ListFiles(plan)
+        | "Index headers" >> transforms.IndexHeaders(plan)
+        | "Split index" >> beam.FlatMap(transforms.split_headers).with_outputs("quarantine", main="headers")
+    )
+    index_totals = (
+        indexed.headers
+        | "Index stats" >> beam.Map(steps.index_stats)
+        | "Sum index stats" >> beam.CombineGlobally(steps.add_index_stats)
+        | "Index outcome" >> beam.Map(steps.index_outcome)
+    )
+    paired = (
+        indexed.headers
+        | "Pair" >> transforms.PairByPatient(plan)
+        | "Split pairing"
+        >> beam.FlatMap(transforms.split_pairings).with_outputs("quarantine", main="pairings")
+    )
+    selected = paired.pairings | "Select cases" >> transforms.SelectCases(plan.limit)
+    target = selected | "Resolve target" >> transforms.ResolveTarget(plan)
+    cases = selected | "Build cases" >> transforms.BuildCases(plan, target)
+    records = (
+        (indexed.quarantine, paired.quarantine)
+        | "Records" >> beam.Flatten()
+        | "Record outcome" >> beam.Map(steps.quarantine_outcome)
+    )
+    target_data = target | "Target outcome" >> beam.Map(steps.target_outcome)
+    return (
+        (records, index_totals, target_data, cases)
+        | "Outcomes" >> beam.Flatten()
+        | "Commit" >> transforms.Commit(plan)
+    )
+
+
+def run_build(argv: Sequence[str], *, progress: bool = True) -> steps.Summary:
+    """Parse ``argv`` (our flags and Beam's), run the build to the end, return its summary."""
+    argv = runners.with_runner_defaults(list(argv))
+    options = PipelineOptions(argv)
+    if runners.is_local(options):
+        runners.quiet_local_credentials()
+    with tempfile.TemporaryDirectory(prefix="hcc-shards-progress-") as tmp:
+        if runners.reports_progress(options) and options.view_as(HccShardsOptions).progress_dir is None:
+            options = PipelineOptions([*argv, f"--progress_dir={tmp}"])
+        plan = BuildPlan.from_options(options)
+        pipeline = beam.Pipeline(runner=runners.make_runner(options), options=options)
+        build_pipeline(pipeline, plan)
+        stop = threading.Event()
+        watcher = None
+        if progress and plan.progress_dir:
+            watcher = threading.Thread(target=_watch, args=(plan.progress_dir, stop), daemon=True)
+            watcher.start()
+        try:
+            runners.run_to_completion(pipeline)
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join(timeout=5)
+        if watcher is not None:
+            _report(*steps.progress(plan.progress_dir))
+        return _summary_of(plan)
+
+
+def _summary_of(plan: BuildPlan) -> steps.Summary:
+    """The summary the commit step left in the progress directory, else the one in dataset.json."""
+    if plan.progress_dir:
+        try:
+            with open(f"{plan.progress_dir}/summary.json") as f:
+                return steps.Summary.from_dict(json.load(f))
+        except FileNotFoundError:
+            pass
+    vurl = read_latest(plan.output_url, plan.output_storage_options)
+    data = read_json(storage.join(vurl, "dataset.json"), plan.output_storage_options) if vurl else None
+    if not data or "summary" not in data:
+        raise RuntimeError(f"the build finished but left no summary under {plan.output_url}")
+    return steps.Summary.from_dict(data["summary"])
+
+
+def _watch(progress_dir: str, stop: threading.Event, every_s: float = 1.0) -> None:
+    last: Any = None
+    while not stop.wait(every_s):
+        state = steps.progress(progress_dir)
+        if state != last:
+            _report(*state)
+            last = state
+
+
+def _report(done: int, total: int | None) -> None:
+    shown = "?" if total is None else str(total)
+    print(f"[hcc-shards] cases {done}/{shown}", file=sys.stderr, flush=True)
+
+
+def format_summary(summary: steps.Summary) -> str:
+    """Human-readable summary lines."""
+    reasons = ", ".join(f"{k}: {v}" for k, v in summary.quarantined_by_reason) or "none"
+    spacing = "x".join(f"{v:g}" for v in summary.target_spacing_zyx) if summary.target_spacing_zyx else "n/a"
+    lines = [
+        f"dataset version   {summary.version_url}",
+        f"target spacing    {spacing} mm (z, y, x)",
+        f"cases             {summary.cases_written} written, {summary.cases_resumed} already complete, "
+        f"{summary.cases_total} selected",
+        f"quarantined       {summary.quarantined} ({reasons})",
+        f"files listed      {summary.files}",
+        f"bytes read        {summary.bytes_read:,}",
+        f"bytes written     {summary.bytes_written:,}",
+        f"wall time         {summary.wall_seconds:.1f} s ({summary.cases_per_minute:.1f} cases/min)",
+        f"committed         {'yes' if summary.committed else 'no (unchanged)'}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    summary = run_build(list(sys.argv[1:] if argv is None else argv))
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

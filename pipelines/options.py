@@ -1,0 +1,242 @@
+"""Command-line flags of the build, next to Beam's own, and the resolved :class:`BuildPlan`.
+
+``HccShardsOptions`` only declares flags. ``BuildPlan.from_options`` turns them into one frozen value
+(input, output, :class:`~hcc_shards.config.BuildConfig`, storage options) that every pipeline step
+receives. It is the only place where flags are interpreted, and it does no network I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from hcc_shards import storage
+from hcc_shards.config import BuildConfig
+from hcc_shards.errors import ConfigError
+from hcc_shards.labels import LABEL_BY_NAME, LABEL_BY_VALUE
+
+PSEUDONYMIZE_KEY_ENV = "HCC_SHARDS_PSEUDONYMIZE_KEY"
+"""Environment variable holding the key for --pseudonymize (keeps the key out of process lists)."""
+
+DEFAULT_LISTING_SHARDS = 16
+"""Parallel listing tasks; on Dask this is also the number of partitions of every later stage."""
+
+
+class HccShardsOptions(PipelineOptions):
+    """hcc-shards flags. Beam's own (``--runner``, ``--direct_num_workers``, ...) parse alongside."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument("--input", help="URL of the DICOM collection (gs://, s3://, a local path).")
+        parser.add_argument("--output", help="URL of the dataset to write (gs://, s3://, a local path).")
+        parser.add_argument(
+            "--spacing",
+            default=None,
+            help="Target spacing 'z,y,x' in mm, or 'auto' (median of the cohort with nnU-Net's anisotropy "
+            "rule); the default is auto unless --build_config sets target_spacing.",
+        )
+        parser.add_argument(
+            "--label_map",
+            default=None,
+            help="JSON file mapping segment label text or 'SCHEME:code' to a label name or value "
+            '({"codes": {...}, "synonyms": {...}}); entries override the defaults.',
+        )
+        parser.add_argument(
+            "--seed",
+            "--split_seed",
+            dest="seed",
+            type=int,
+            default=None,
+            help="Seed of the patient-level split and of foreground sampling (default 0).",
+        )
+        parser.add_argument(
+            "--limit", type=int, default=0, help="Build at most this many cases (the first by case key)."
+        )
+        parser.add_argument(
+            "--storage_options",
+            default="",
+            help="JSON fsspec storage options for input and output (e.g. endpoint_url, token).",
+        )
+        parser.add_argument(
+            "--input_storage_options", default="", help="JSON storage options for the input only."
+        )
+        parser.add_argument(
+            "--output_storage_options", default="", help="JSON storage options for the output only."
+        )
+        parser.add_argument(
+            "--build_config",
+            default=None,
+            help="JSON file of BuildConfig fields (see hcc_shards.config); flags given here override it.",
+        )
+        parser.add_argument(
+            "--pseudonymize",
+            action="store_true",
+            default=False,
+            help=f"Replace patient and study identifiers by a keyed hash; the key is read from ${PSEUDONYMIZE_KEY_ENV}.",
+        )
+        parser.add_argument(
+            "--pseudonymize_key",
+            default=None,
+            help=f"The pseudonymization key itself (visible in process lists; prefer --pseudonymize and ${PSEUDONYMIZE_KEY_ENV}).",
+        )
+        parser.add_argument(
+            "--listing_shards",
+            type=int,
+            default=DEFAULT_LISTING_SHARDS,
+            help="Number of parallel listing tasks over the input's top-level prefixes.",
+        )
+        parser.add_argument(
+            "--progress_dir",
+            default=None,
+            help="Local directory where workers report progress (set by the launcher on local runners).",
+        )
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything a pipeline step needs to know about one build; pickled into every step."""
+
+    input_url: str
+    """Root of the DICOM collection."""
+    output_url: str
+    """Root of the dataset (versions live under it)."""
+    config: BuildConfig
+    """Build configuration; ``target_spacing`` None means auto."""
+    input_storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    """fsspec options for reading the input."""
+    output_storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    """fsspec options for writing the output."""
+    limit: int = 0
+    """Build at most this many cases (0: all)."""
+    listing_shards: int = DEFAULT_LISTING_SHARDS
+    """Parallel listing tasks."""
+    progress_dir: str | None = None
+    """Local directory for progress reports, or None for no reports."""
+    started_at: float = 0.0
+    """Unix time when the launcher started the build (for the summary's wall time)."""
+
+    def __post_init__(self) -> None:
+        if not self.input_url:
+            raise ConfigError("the input URL is empty; pass INPUT (or --input) naming a DICOM collection")
+        if not self.output_url:
+            raise ConfigError("the output URL is empty; pass OUTPUT (or --output) naming where to write")
+        if self.limit < 0:
+            raise ConfigError(f"--limit must be >= 0, got {self.limit}")
+        if self.listing_shards < 1:
+            raise ConfigError(f"--listing_shards must be >= 1, got {self.listing_shards}")
+        if storage.join(self.output_url, "") == storage.join(self.input_url, ""):
+            raise ConfigError(f"output {self.output_url!r} must differ from input {self.input_url!r}")
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions) -> BuildPlan:
+        """Resolve flags into a plan. Reads the --label_map and --build_config files, nothing else."""
+        o = options.view_as(HccShardsOptions)
+        shared = parse_storage_options(o.storage_options, "--storage_options")
+        in_opts = {**shared, **parse_storage_options(o.input_storage_options, "--input_storage_options")}
+        out_opts = {**shared, **parse_storage_options(o.output_storage_options, "--output_storage_options")}
+        config = (
+            BuildConfig.from_dict(_read_json(o.build_config, in_opts)) if o.build_config else BuildConfig()
+        )
+        updates: dict[str, Any] = {}
+        if o.spacing is not None:
+            updates["target_spacing"] = parse_spacing(o.spacing)
+        if o.seed is not None:
+            updates["seed"] = int(o.seed)
+        if o.label_map:
+            codes, synonyms = parse_label_map(_read_json(o.label_map, in_opts), config)
+            updates["segment_codes"] = codes
+            updates["segment_synonyms"] = synonyms
+        key = (
+            o.pseudonymize_key if o.pseudonymize_key is not None else os.environ.get(PSEUDONYMIZE_KEY_ENV, "")
+        )
+        if key:
+            updates["pseudonymize_key"] = key
+        return cls(
+            input_url=o.input or "",
+            output_url=o.output or "",
+            config=replace(config, **updates),
+            input_storage_options=in_opts,
+            output_storage_options=out_opts,
+            limit=int(o.limit or 0),
+            listing_shards=int(o.listing_shards),
+            progress_dir=o.progress_dir,
+            started_at=time.time(),
+        )
+
+
+def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    """'auto' -> None; 'z,y,x' -> three positive floats (mm)."""
+    if text is None or str(text).strip().lower() in ("", "auto"):
+        return None
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or any(not v > 0 for v in values):
+        raise ConfigError(f"--spacing must be 'auto' or three positive mm values 'z,y,x', got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_storage_options(text: str | None, flag: str) -> dict[str, Any]:
+    """A JSON object (or empty) -> dict; names the flag when it is not one."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{flag} must be a JSON object, got {text!r} ({e})") from e
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} must be a JSON object, got {type(value).__name__}: {text!r}")
+    return value
+
+
+def parse_label_map(
+    data: dict[str, Any], config: BuildConfig
+) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """Merge a label map ``{"codes": {"SCT:123": "tumor"}, "synonyms": {"mass": 2}}`` into the defaults.
+
+    Values are label names (``hcc_shards.labels``) or values; user entries win over the defaults.
+    Synonym keys are matched lower case and stripped, as the decoder does.
+    """
+    unknown = set(data) - {"codes", "synonyms"}
+    if unknown:
+        raise ConfigError(
+            f"label map has unknown sections {sorted(unknown)}; expected 'codes' and/or 'synonyms'"
+        )
+    codes = dict(config.segment_codes)
+    synonyms = dict(config.segment_synonyms)
+    for code, target in (data.get("codes") or {}).items():
+        if ":" not in code:
+            raise ConfigError(f"label map code {code!r} must be 'SCHEME:value', e.g. 'SCT:10200004'")
+        codes[code] = _label_value(target, code)
+    for text, target in (data.get("synonyms") or {}).items():
+        synonyms[text.strip().lower()] = _label_value(target, text)
+    return tuple(sorted(codes.items())), tuple(sorted(synonyms.items()))
+
+
+def _label_value(target: Any, key: str) -> int:
+    if isinstance(target, int) and not isinstance(target, bool) and target in LABEL_BY_VALUE:
+        return target
+    if isinstance(target, str) and target in LABEL_BY_NAME:
+        return LABEL_BY_NAME[target].value
+    raise ConfigError(
+        f"label map entry {key!r} -> {target!r}: expected one of {sorted(LABEL_BY_NAME)} "
+        f"or a value in {sorted(LABEL_BY_VALUE)}"
+    )
+
+
+def _read_json(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+    fs, path = storage.filesystem(url, storage_options if "://" in url else {})
+    try:
+        data = json.loads(fs.cat_file(path))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read JSON file {url!r}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{url!r} must hold a JSON object, got {type(data).__name__}")
+    return data

@@ -1,0 +1,135 @@
+"""Runner selection and the defaults hcc-shards gives each runner (docs/RUNNERS.md).
+
+- ``DirectRunner`` (default): Beam's FnApiRunner on this machine, one worker process per core
+  (``--direct_num_workers=0 --direct_running_mode=multi_processing`` unless given). Beam 2.77's
+  DirectRunner first tries to download and start the Prism runner from GitHub; we go straight to
+  the FnApiRunner so that a local build never reaches for the network.
+- ``DaskRunner``: ``apache_beam.runners.dask.dask_runner.DaskRunner`` against
+  ``--dask_client_address``. Each created element becomes its own partition
+  (``--dask_partition_size=1`` unless a partitioning flag is given): Beam's default of 128
+  elements per partition would put a whole build in one task.
+- ``DataflowRunner``, ``PortableRunner``, ``FlinkRunner``, ``SparkRunner``, ``PrismRunner``:
+  passed to Beam by name, with whatever flags they need.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineRunner, PipelineState
+
+_LOG = logging.getLogger("hcc_shards.build")
+
+DIRECT = "DirectRunner"
+DASK = "DaskRunner"
+PASS_THROUGH: tuple[str, ...] = (
+    "DataflowRunner",
+    "PortableRunner",
+    "FlinkRunner",
+    "SparkRunner",
+    "PrismRunner",
+)
+"""Runners handed to Beam by name."""
+
+_ALIASES: dict[str, str] = {
+    "direct": DIRECT,
+    "directrunner": DIRECT,
+    "dask": DASK,
+    "daskrunner": DASK,
+    "apache_beam.runners.dask.dask_runner.daskrunner": DASK,
+    **{name.lower(): name for name in PASS_THROUGH},
+    **{name.lower().removesuffix("runner"): name for name in PASS_THROUGH},
+}
+
+
+def runner_name(options: PipelineOptions) -> str:
+    """Canonical runner name from ``--runner`` (DirectRunner when absent)."""
+    raw = options.view_as(StandardOptions).runner
+    if raw is None:
+        return DIRECT
+    name = raw if isinstance(raw, str) else type(raw).__name__
+    canonical = _ALIASES.get(name.lower())
+    if canonical is None:
+        known = [DIRECT, DASK, *PASS_THROUGH]
+        raise ValueError(f"--runner {name!r} is not supported; expected one of {known}")
+    return canonical
+
+
+def _given(argv: Sequence[str], *flags: str) -> bool:
+    return any(a == f or a.startswith(f + "=") for a in argv for f in flags)
+
+
+def with_runner_defaults(argv: Sequence[str]) -> list[str]:
+    """``argv`` plus the defaults hcc-shards uses for its runner (flags already given win)."""
+    out = list(argv)
+    name = runner_name(PipelineOptions(out))
+    if name == DIRECT:
+        if not _given(out, "--direct_num_workers"):
+            out.append("--direct_num_workers=0")
+        if not _given(out, "--direct_running_mode"):
+            out.append("--direct_running_mode=multi_processing")
+    elif name == DASK and not _given(out, "--dask_partition_size", "--dask_npartitions"):
+        out.append("--dask_partition_size=1")
+    return out
+
+
+def is_local(options: PipelineOptions) -> bool:
+    """True when the workers are processes of this machine started by Beam itself."""
+    return runner_name(options) in (DIRECT, "PrismRunner")
+
+
+def reports_progress(options: PipelineOptions) -> bool:
+    """Whether workers can write progress into a local directory of the launcher."""
+    return runner_name(options) == DIRECT
+
+
+def quiet_local_credentials() -> None:
+    """Skip the Google Compute Engine metadata probe in this process and the workers it starts.
+
+    Without credentials, google-auth probes the GCE metadata server and Beam retries that lookup
+    with back-off (tens of seconds per process). Local runs never need it; cloud runners do, so
+    this is only called for local runners. Values already set by the user are kept.
+    """
+    os.environ.setdefault("NO_GCE_CHECK", "True")
+
+
+class LocalDirectRunner(PipelineRunner):
+    """Beam's FnApiRunner, honouring ``--direct_num_workers`` and ``--direct_running_mode``."""
+
+    def run_pipeline(self, pipeline, options):
+        from apache_beam.portability.api import beam_provision_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+        # Workers read the pipeline options from the provision info, as under Beam's DirectRunner.
+        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+        info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+        return fn_runner.FnApiRunner(provision_info=info).run_pipeline(pipeline, options)
+
+
+def make_runner(options: PipelineOptions) -> PipelineRunner | str:
+    """The runner object (Direct, Dask) or name (the others) for ``options``."""
+    name = runner_name(options)
+    if name == DIRECT:
+        return LocalDirectRunner()
+    if name == DASK:
+        from apache_beam.runners.dask.dask_runner import DaskRunner
+
+        return DaskRunner()
+    return name
+
+
+def run_to_completion(pipeline) -> None:
+    """Run ``pipeline``, wait for it, release runner resources, and raise unless it finished DONE."""
+    result = pipeline.run()
+    try:
+        state = result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)  # DaskRunner's distributed.Client
+        if client is not None:
+            client.close()
+    if state is not None and state != PipelineState.DONE:
+        raise RuntimeError(f"the pipeline ended in state {state}, expected {PipelineState.DONE}")

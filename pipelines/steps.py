@@ -1,0 +1,583 @@
+"""The build's steps as plain functions (no Beam): what each pipeline transform calls.
+
+Order of operations (docs/FORMAT.md), with the function that does each step:
+
+1. :func:`listing_tasks` / :func:`list_files`: list every object under the input, in parallel by
+   top-level prefix (each task lists the prefixes whose name hashes to it).
+2. :func:`index_one`: read one file's header (a few KiB), or a quarantine record.
+3. :func:`pair_one_patient`: all headers of one PatientID -> pairings and quarantine records.
+4. :func:`resolve_target`: the target spacing (explicit, or 'auto' from the selected pairings),
+   hence the config hash and the version URL.
+5. :func:`build_case`: decode, resample and write one case, or skip it when its completion marker
+   already exists (resume). Every failure is caught here and becomes a quarantine record with
+   the case key.
+6. :func:`commit_outcomes`: one terminal step gathers every outcome, computes the summary from
+   them, and commits manifest, quarantine table, card and dataset.json.
+
+Progress reports go to a local directory (``BuildPlan.progress_dir``), never to the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
+
+import pyarrow.parquet as pq
+
+from hcc_shards import storage
+from hcc_shards.case import make_case_id
+from hcc_shards.config import BuildConfig
+from hcc_shards.dicom.decode import decode_pairing, provenance_of, record_for
+from hcc_shards.dicom.header import InstanceHeader
+from hcc_shards.dicom.index import index_file
+from hcc_shards.dicom.pairing import Pairing, pair_patient
+from hcc_shards.errors import QuarantineError
+from hcc_shards.quarantine import QuarantineRecord, Reason
+from hcc_shards.resample import resample_case
+from hcc_shards.shards import (
+    ManifestRow,
+    auto_target_spacing,
+    commit_dataset,
+    read_complete_case,
+    split_for_patient,
+    version_url,
+    write_case,
+)
+from hcc_shards.shards.commit import quarantine_table
+from hcc_shards.shards.manifest import rows_to_table
+from hcc_shards.shards.writer import case_path
+from pipelines.options import BuildPlan
+
+_LOG = logging.getLogger("hcc_shards.build")
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+"""Errors worth another attempt at the case boundary (object stores also retry inside fsspec)."""
+PERMANENT_STORAGE_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, PermissionError)
+"""Errors that quarantine the input as ``storage_error`` at once."""
+CASE_ATTEMPTS = 3
+"""Attempts per case when transient errors occur."""
+
+T = TypeVar("T")
+
+
+# -- 1. listing --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListingTask:
+    """One of ``shards`` listing tasks over the input root."""
+
+    root: str
+    """Input URL."""
+    shard: int
+    """This task lists the top-level entries whose name hashes to ``shard``."""
+    shards: int
+    """Number of listing tasks."""
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One listed input object."""
+
+    url: str
+    """fsspec URL (a plain path for local files)."""
+    size: int
+    """Size in bytes, from the listing."""
+
+
+def listing_tasks(plan: BuildPlan) -> list[ListingTask]:
+    """The listing tasks of a build; pure (no I/O), so pipeline construction stays offline."""
+    return [ListingTask(plan.input_url, i, plan.listing_shards) for i in range(plan.listing_shards)]
+
+
+def shard_of(name: str, shards: int) -> int:
+    """Stable owner of a top-level entry (same in every process, unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "big") % shards
+
+
+def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileRef]:
+    """Every object under the top-level entries of ``task.root`` that this task owns, sorted by URL."""
+    fs, root = storage.filesystem(task.root, storage_options)
+    local = storage.protocol_of(task.root) == "file"
+
+    def url_of(path: str) -> str:
+        return path if local else storage.unstrip(fs, path)
+
+    if fs.isfile(root):
+        return [FileRef(url_of(root), int(fs.size(root)))] if task.shard == 0 else []
+    refs: list[FileRef] = []
+    for entry in fs.ls(root, detail=True):
+        name = entry["name"].rstrip("/")
+        if shard_of(name.rsplit("/", 1)[-1], task.shards) != task.shard:
+            continue
+        if entry.get("type") == "directory":
+            found = fs.find(name, detail=True)
+            refs.extend(FileRef(url_of(p), int(info.get("size") or 0)) for p, info in found.items())
+        else:
+            refs.append(FileRef(url_of(name), int(entry.get("size") or 0)))
+    return sorted(refs, key=lambda r: r.url)
+
+
+# -- 2. header index ---------------------------------------------------------------------
+
+
+def index_one(ref: FileRef, plan: BuildPlan) -> InstanceHeader | QuarantineRecord:
+    """The header of one file, or why not; unexpected errors become ``internal_error`` records."""
+    try:
+        return _with_retries(lambda: index_file(ref.url, plan.input_storage_options, plan.config))
+    except Exception as exc:
+        return QuarantineRecord(
+            code=_reason_of(exc).value,
+            message=f"indexing failed: {type(exc).__name__}: {exc}",
+            stage="index",
+            url=ref.url,
+            details=(("traceback", _short_traceback(exc)),),
+        )
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """Totals of the listing and header stage (summed across workers)."""
+
+    files: int = 0
+    """Objects listed and indexed."""
+    headers: int = 0
+    """Objects that yielded a usable header."""
+    bytes_read: int = 0
+    """Bytes fetched to read headers."""
+
+
+def index_stats(item: InstanceHeader | QuarantineRecord) -> IndexStats:
+    if isinstance(item, InstanceHeader):
+        return IndexStats(files=1, headers=1, bytes_read=int(item.bytes_read))
+    return IndexStats(files=1)
+
+
+def add_index_stats(parts: Iterable[IndexStats]) -> IndexStats:
+    """Associative, commutative sum (a CombineGlobally function)."""
+    files = headers = read = 0
+    for p in parts:
+        files, headers, read = files + p.files, headers + p.headers, read + p.bytes_read
+    return IndexStats(files=files, headers=headers, bytes_read=read)
+
+
+# -- 3. pairing --------------------------------------------------------------------------
+
+
+def pair_one_patient(
+    patient_id: str, headers: Iterable[InstanceHeader], plan: BuildPlan
+) -> list[Pairing | QuarantineRecord]:
+    """Pairings and records of one patient; an unexpected error quarantines that patient's SEGs."""
+    headers = sorted(headers, key=lambda h: h.url)
+    try:
+        pairings, records = pair_patient(headers, plan.config)
+    except Exception as exc:
+        return [
+            QuarantineRecord(
+                code=Reason.INTERNAL_ERROR.value,
+                message=f"pairing failed for patient {patient_id!r}: {type(exc).__name__}: {exc}",
+                stage="pair",
+                url=h.url,
+                patient_id=h.patient_id,
+                study_instance_uid=h.study_instance_uid,
+                series_instance_uid=h.series_instance_uid,
+                sop_instance_uid=h.sop_instance_uid,
+                details=(("traceback", _short_traceback(exc)),),
+            )
+            for h in headers
+            if h.is_seg
+        ]
+    return [*pairings, *records]
+
+
+@dataclass(frozen=True)
+class CaseKey:
+    """Identity of a case across runs: what resume and the manifest key on (with the config hash)."""
+
+    seg_sop_instance_uid: str
+    ct_series_instance_uid: str
+    ct_acquisition_number: int | None
+    case_id: str
+    """``make_case_id(patient_id, seg_sop_instance_uid)``: the case directory name."""
+
+    def sort_key(self) -> tuple[str, str, str, int]:
+        acq = self.ct_acquisition_number
+        return (
+            self.case_id,
+            self.seg_sop_instance_uid,
+            self.ct_series_instance_uid,
+            -1 if acq is None else acq,
+        )
+
+
+def case_key(pairing: Pairing) -> CaseKey:
+    return CaseKey(
+        seg_sop_instance_uid=pairing.seg.sop_instance_uid,
+        ct_series_instance_uid=pairing.ct_series_instance_uid,
+        ct_acquisition_number=pairing.acquisition_number,
+        case_id=make_case_id(provenance_of(pairing).patient_id, pairing.seg.sop_instance_uid),
+    )
+
+
+def case_sort_key(pairing: Pairing) -> tuple[str, str, str, int]:
+    return case_key(pairing).sort_key()
+
+
+def pairing_spacing(pairing: Pairing) -> tuple[float, float, float]:
+    return tuple(float(v) for v in pairing.geometry.spacing)  # type: ignore[return-value]
+
+
+# -- 4. target ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildTarget:
+    """What every case of this build is written to: resolved once, shared by all cases."""
+
+    config: BuildConfig
+    """The plan's config with the target spacing resolved (None only when there is no case)."""
+    version_url: str
+    """``OUTPUT/versions/<config_hash>``."""
+    cases: int
+    """Cases selected for this build (after --limit)."""
+
+
+def resolve_target(spacings: list[tuple[float, float, float]], plan: BuildPlan) -> BuildTarget:
+    """Explicit spacing as given; 'auto' from the spacings of the selected cases (the fingerprint)."""
+    config = plan.config
+    if config.target_spacing is None and spacings:
+        config = config.with_target_spacing(auto_target_spacing(spacings, config.anisotropy_threshold))
+    target = BuildTarget(config=config, version_url=version_url(plan.output_url, config), cases=len(spacings))
+    if plan.progress_dir:
+        _write_local_json(os.path.join(plan.progress_dir, "total.json"), {"cases": target.cases})
+    return target
+
+
+# -- 5. cases ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One result on its way to the commit step; exactly the fields its ``kind`` uses are set."""
+
+    kind: Literal["case", "quarantine", "index", "target"]
+    """case: a written or resumed case; quarantine: a record; index: listing totals; target: the target."""
+    row: ManifestRow | None = None
+    """kind=case: the manifest row."""
+    record: QuarantineRecord | None = None
+    """kind=quarantine: the record."""
+    resumed: bool = False
+    """kind=case: the case was already complete and was not rewritten."""
+    bytes_read: int = 0
+    """Bytes read from the input for this outcome."""
+    bytes_written: int = 0
+    """Bytes written to the output for this outcome."""
+    seconds: float = 0.0
+    """Worker time spent on this outcome."""
+    index: IndexStats | None = None
+    """kind=index: listing and header totals."""
+    target: BuildTarget | None = None
+    """kind=target: the resolved target."""
+
+
+def quarantine_outcome(record: QuarantineRecord) -> Outcome:
+    return Outcome(kind="quarantine", record=record)
+
+
+def index_outcome(stats: IndexStats) -> Outcome:
+    return Outcome(kind="index", index=stats, bytes_read=stats.bytes_read)
+
+
+def target_outcome(target: BuildTarget) -> Outcome:
+    return Outcome(kind="target", target=target)
+
+
+def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcome:
+    """Decode, resample and write one case (skipped when already complete); never raises."""
+    key = case_key(pairing)
+    config = target.config
+    start = time.monotonic()
+    stage = "resume"
+    try:
+        done = _with_retries(
+            lambda: read_complete_case(target.version_url, key.case_id, config, plan.output_storage_options)
+        )
+        if done is not None:
+            outcome = Outcome(kind="case", row=done, resumed=True, seconds=time.monotonic() - start)
+        else:
+            stage = "decode"
+            case = _with_retries(lambda: decode_pairing(pairing, config, plan.input_storage_options))
+            stage = "resample"
+            case = resample_case(case, config.target_spacing, config)
+            stage = "write"
+            split = split_for_patient(case.provenance.patient_id, config.seed, config.split_fractions)
+            row = _with_retries(
+                lambda: write_case(case, target.version_url, config, plan.output_storage_options, split=split)
+            )
+            outcome = Outcome(
+                kind="case",
+                row=row,
+                bytes_read=pairing_bytes(pairing),
+                bytes_written=_written_bytes(target.version_url, key.case_id, plan.output_storage_options),
+                seconds=time.monotonic() - start,
+            )
+    except QuarantineError as exc:
+        outcome = quarantine_outcome(_with_key(record_for(pairing, exc, stage), key))
+    except Exception as exc:
+        _LOG.warning("case %s failed at %s: %s: %s", key.case_id, stage, type(exc).__name__, exc)
+        err = QuarantineError(_reason_of(exc).value, f"{stage} failed: {type(exc).__name__}: {exc}")
+        record = record_for(pairing, err, stage)
+        record = replace(record, details=(("traceback", _short_traceback(exc)),))
+        outcome = quarantine_outcome(_with_key(record, key))
+    if plan.progress_dir:
+        _touch(os.path.join(plan.progress_dir, "done", key.case_id))
+    return outcome
+
+
+def pairing_bytes(pairing: Pairing) -> int:
+    """Bytes a case reads in full: its CT instances and its SEG."""
+    return int(sum(h.file_size for h in pairing.ct_headers) + pairing.seg.file_size)
+
+
+def _written_bytes(vurl: str, case_id: str, storage_options: dict[str, Any]) -> int:
+    fs, path = storage.filesystem(storage.join(vurl, case_path(case_id)), storage_options)
+    total = sum(int(info.get("size") or 0) for info in fs.find(path, detail=True).values())
+    fs_qc, qc = storage.filesystem(storage.join(vurl, "qc", f"{case_id}.png"), storage_options)
+    with contextlib.suppress(FileNotFoundError):
+        total += int(fs_qc.size(qc))
+    return total
+
+
+def _with_key(record: QuarantineRecord, key: CaseKey) -> QuarantineRecord:
+    extra = {
+        "case_id": key.case_id,
+        "ct_series_instance_uid": key.ct_series_instance_uid,
+        "ct_acquisition_number": "" if key.ct_acquisition_number is None else str(key.ct_acquisition_number),
+    }
+    merged = {**extra, **dict(record.details)}
+    return replace(record, details=tuple(sorted(merged.items())))
+
+
+# -- 6. commit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a build did, computed from its outcomes (not from runner metrics)."""
+
+    version_url: str
+    """Dataset version the build wrote (or found complete)."""
+    config_hash: str
+    cases_total: int
+    """Cases selected (after --limit)."""
+    cases_written: int
+    """Cases written by this run."""
+    cases_resumed: int
+    """Cases found complete and kept."""
+    quarantined: int
+    quarantined_by_reason: tuple[tuple[str, int], ...]
+    files: int
+    """Input objects listed."""
+    bytes_read: int
+    """Header bytes plus the bytes of every input read in full."""
+    bytes_written: int
+    """Bytes of the cases written by this run (arrays, markers, QC images)."""
+    wall_seconds: float
+    """From the launcher's start to the commit."""
+    cases_per_minute: float
+    """Cases written (or resumed) per minute of wall time."""
+    committed: bool
+    """False when the version was already committed with the same manifest and quarantine."""
+    target_spacing_zyx: tuple[float, float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["quarantined_by_reason"] = dict(self.quarantined_by_reason)
+        d["target_spacing_zyx"] = list(self.target_spacing_zyx) if self.target_spacing_zyx else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        d = dict(data)
+        d["quarantined_by_reason"] = tuple(
+            sorted((str(k), int(v)) for k, v in d["quarantined_by_reason"].items())
+        )
+        ts = d.get("target_spacing_zyx")
+        d["target_spacing_zyx"] = tuple(ts) if ts else None
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class _Gathered:
+    rows: list[ManifestRow]
+    records: list[QuarantineRecord]
+    target: BuildTarget
+    index: IndexStats
+    written: int
+    resumed: int
+    bytes_read: int
+    bytes_written: int
+
+
+def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
+    """Sort outcomes into rows, records and totals; rows by case_id, records by their sort key."""
+    rows: dict[str, ManifestRow] = {}
+    records: list[QuarantineRecord] = []
+    target: BuildTarget | None = None
+    index = IndexStats()
+    written = resumed = bytes_read = bytes_written = 0
+    for o in outcomes:
+        bytes_read += o.bytes_read
+        bytes_written += o.bytes_written
+        if o.kind == "case" and o.row is not None:
+            rows[o.row.case_id] = o.row
+            resumed += int(o.resumed)
+            written += int(not o.resumed)
+        elif o.kind == "quarantine" and o.record is not None:
+            records.append(o.record)
+        elif o.kind == "index" and o.index is not None:
+            index = add_index_stats([index, o.index])
+        elif o.kind == "target" and o.target is not None:
+            target = o.target
+    if target is None:  # no pairing at all: the version of the unresolved config
+        target = BuildTarget(plan.config, version_url(plan.output_url, plan.config), 0)
+    return _Gathered(
+        rows=[rows[k] for k in sorted(rows)],
+        records=sorted(set(records), key=lambda q: q.sort_key),
+        target=target,
+        index=index,
+        written=written,
+        resumed=resumed,
+        bytes_read=bytes_read,
+        bytes_written=bytes_written,
+    )
+
+
+def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
+    """The terminal step: summary from the outcomes, then one commit (skipped when nothing changed)."""
+    g = gather(outcomes, plan)
+    config = g.target.config
+    unchanged = _already_committed(g.target.version_url, g.rows, g.records, plan.output_storage_options)
+    wall = max(time.time() - plan.started_at, 1e-9) if plan.started_at else 0.0
+    done = g.written + g.resumed
+    summary = Summary(
+        version_url=g.target.version_url,
+        config_hash=config.config_hash(),
+        cases_total=g.target.cases,
+        cases_written=g.written,
+        cases_resumed=g.resumed,
+        quarantined=len(g.records),
+        quarantined_by_reason=tuple(sorted(Counter(r.code for r in g.records).items())),
+        files=g.index.files,
+        bytes_read=g.bytes_read,
+        bytes_written=g.bytes_written,
+        wall_seconds=round(wall, 3),
+        cases_per_minute=round(60.0 * done / wall, 3) if wall else 0.0,
+        committed=not unchanged,
+        target_spacing_zyx=config.target_spacing,
+    )
+    if not unchanged:
+        commit_dataset(
+            plan.output_url, g.rows, g.records, config, summary.to_dict(), plan.output_storage_options
+        )
+    if plan.progress_dir:
+        _write_local_json(os.path.join(plan.progress_dir, "summary.json"), summary.to_dict())
+    return summary
+
+
+def _already_committed(
+    vurl: str, rows: list[ManifestRow], records: list[QuarantineRecord], storage_options: dict[str, Any]
+) -> bool:
+    """True when ``vurl`` is committed with exactly these rows and records (a rerun changes nothing)."""
+    fs, base = storage.filesystem(vurl, storage_options)
+    try:
+        if not fs.exists(f"{base}/dataset.json"):
+            return False
+        with fs.open(f"{base}/manifest.parquet", "rb") as f:
+            manifest = pq.read_table(f)
+        with fs.open(f"{base}/quarantine.parquet", "rb") as f:
+            quarantine = pq.read_table(f)
+    except FileNotFoundError:
+        return False
+    return manifest.equals(rows_to_table(rows)) and quarantine.equals(quarantine_table(records))
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _with_retries(fn: Callable[[], T], attempts: int = CASE_ATTEMPTS, delay_s: float = 0.5) -> T:
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except TRANSIENT_ERRORS:
+            if attempt == attempts:
+                raise
+            time.sleep(delay_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _reason_of(exc: BaseException) -> Reason:
+    if isinstance(exc, PERMANENT_STORAGE_ERRORS + TRANSIENT_ERRORS):
+        return Reason.STORAGE_ERROR
+    return Reason.INTERNAL_ERROR
+
+
+def _short_traceback(exc: BaseException, limit: int = 6) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-limit))[-2000:]
+
+
+def _touch(path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a"):
+        pass
+
+
+def _write_local_json(path: str, obj: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def progress(progress_dir: str) -> tuple[int, int | None]:
+    """(cases done, cases total or None while unknown) from a progress directory."""
+    done_dir = os.path.join(progress_dir, "done")
+    done = len(os.listdir(done_dir)) if os.path.isdir(done_dir) else 0
+    try:
+        with open(os.path.join(progress_dir, "total.json")) as f:
+            total = int(json.load(f)["cases"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        total = None
+    return done, total
+
+
+__all__ = [
+    "BuildTarget",
+    "CaseKey",
+    "FileRef",
+    "IndexStats",
+    "ListingTask",
+    "Outcome",
+    "Summary",
+    "add_index_stats",
+    "build_case",
+    "case_key",
+    "commit_outcomes",
+    "index_one",
+    "index_stats",
+    "list_files",
+    "listing_tasks",
+    "pair_one_patient",
+    "progress",
+    "resolve_target",
+]

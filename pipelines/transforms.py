@@ -1,0 +1,166 @@
+"""Thin Beam PTransforms of the build.
+
+As little logic as possible lives here: each transform is a Map, FlatMap or GroupByKey around
+a plain function of :mod:`pipelines.steps`, which is tested without Beam. Nothing here does I/O
+while the pipeline is being constructed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+
+from hcc_shards.dicom.header import InstanceHeader
+from hcc_shards.dicom.pairing import Pairing
+from hcc_shards.quarantine import QuarantineRecord
+from pipelines import steps
+from pipelines.options import BuildPlan
+
+
+@dataclass
+class Spread(beam.PTransform):
+    """Redistribute elements across workers by a stable key (a reshuffle that works on every runner).
+
+    Beam's DaskRunner translates ``beam.Reshuffle`` to a no-op, so on Dask only a GroupByKey moves
+    data between partitions. The key is the element's identity, so grouping merges nothing.
+    """
+
+    key: Callable[[Any], str]
+    """Stable identity of an element (hashed by the runner to pick a partition)."""
+
+    def expand(self, pcoll):
+        return (
+            pcoll
+            | "Key" >> beam.Map(lambda x, key: (key(x), x), self.key)
+            | "Group" >> beam.GroupByKey()
+            | "Ungroup" >> beam.FlatMap(lambda kv: kv[1])
+        )
+
+
+@dataclass
+class ListFiles(beam.PTransform):
+    """PBegin -> FileRef: parallel listing of the input by top-level prefix."""
+
+    plan: BuildPlan
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Tasks" >> beam.Create(steps.listing_tasks(self.plan))
+            | "Spread tasks" >> Spread(key=lambda t: str(t.shard))
+            | "List" >> beam.FlatMap(steps.list_files, self.plan.input_storage_options)
+        )
+
+
+@dataclass
+class IndexHeaders(beam.PTransform):
+    """FileRef -> InstanceHeader | QuarantineRecord (header bytes only)."""
+
+    plan: BuildPlan
+
+    def expand(self, refs):
+        return (
+            refs
+            | "Spread files" >> Spread(key=lambda r: r.url)
+            | "Read header" >> beam.Map(steps.index_one, self.plan)
+        )
+
+
+@dataclass
+class PairByPatient(beam.PTransform):
+    """InstanceHeader -> Pairing | QuarantineRecord, grouping instances by PatientID."""
+
+    plan: BuildPlan
+
+    def expand(self, headers):
+        return (
+            headers
+            | "Key by patient" >> beam.Map(lambda h: (h.patient_id, h))
+            | "Group by patient" >> beam.GroupByKey()
+            | "Pair" >> beam.FlatMap(lambda kv, plan: steps.pair_one_patient(kv[0], kv[1], plan), self.plan)
+        )
+
+
+@dataclass
+class SelectCases(beam.PTransform):
+    """Pairing -> Pairing: all of them, or the first ``limit`` by case key."""
+
+    limit: int
+
+    def expand(self, pairings):
+        if not self.limit:
+            return pairings
+        return (
+            pairings
+            | "First cases" >> beam.combiners.Top.Of(self.limit, key=steps.case_sort_key, reverse=True)
+            | "Unlist" >> beam.FlatMap(lambda xs: xs)
+        )
+
+
+@dataclass
+class ResolveTarget(beam.PTransform):
+    """Pairing -> one BuildTarget: the fingerprint (target spacing), config hash and version URL."""
+
+    plan: BuildPlan
+
+    def expand(self, pairings):
+        return (
+            pairings
+            | "Spacing" >> beam.Map(steps.pairing_spacing)
+            | "All spacings" >> beam.combiners.ToList()
+            | "Resolve" >> beam.Map(steps.resolve_target, self.plan)
+        )
+
+
+@dataclass
+class BuildCases(beam.PTransform):
+    """Pairing -> Outcome: decode, resample and write each case, with the target as a side input."""
+
+    plan: BuildPlan
+    target: Any
+    """PCollection holding the single BuildTarget."""
+
+    def expand(self, pairings):
+        return (
+            pairings
+            | "Spread cases" >> Spread(key=lambda p: p.seg.sop_instance_uid)
+            | "Build case"
+            >> beam.Map(
+                lambda pairing, target, plan: steps.build_case(pairing, target, plan),
+                beam.pvalue.AsSingleton(self.target),
+                self.plan,
+            )
+        )
+
+
+@dataclass
+class Commit(beam.PTransform):
+    """Outcome -> one Summary: the single terminal step that commits the dataset."""
+
+    plan: BuildPlan
+
+    def expand(self, outcomes):
+        return (
+            outcomes
+            | "All outcomes" >> beam.combiners.ToList()
+            | "Commit dataset" >> beam.Map(steps.commit_outcomes, self.plan)
+        )
+
+
+def split_headers(item: InstanceHeader | QuarantineRecord):
+    """Tag an index result: headers to the main output, records to 'quarantine'."""
+    if isinstance(item, QuarantineRecord):
+        yield beam.pvalue.TaggedOutput("quarantine", item)
+    else:
+        yield item
+
+
+def split_pairings(item: Pairing | QuarantineRecord):
+    """Tag a pairing result: pairings to the main output, records to 'quarantine'."""
+    if isinstance(item, QuarantineRecord):
+        yield beam.pvalue.TaggedOutput("quarantine", item)
+    else:
+        yield item
