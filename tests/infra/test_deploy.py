@@ -101,8 +101,10 @@ def test_metadata_regexes_accept_and_reject(name: str, good: list[str], bad: lis
 # ---------------------------------------------------------------------------------------------
 
 
-def test_launch_script_is_valid_bash() -> None:
-    assert subprocess.run(["bash", "-n", str(LAUNCH)], capture_output=True).returncode == 0
+@pytest.mark.parametrize("script", ["launch.sh", "dataproc_init.sh"])
+def test_scripts_are_valid_bash(script: str) -> None:
+    proc = subprocess.run(["bash", "-n", str(DEPLOY / script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_run_launches_the_template_privately_with_all_parameters() -> None:
