@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# Benchmark-only environment with python-blosc2 (nnU-Net's storage), kept out of the product locks.
-# Used by benchmarks/reader_bench.py for the nnU-Net-style baseline; not needed by CI.
+# Benchmark-only environment, kept out of the product locks and not needed by CI:
+#   - python-blosc2 (nnU-Net's storage), for benchmarks/reader_bench.py's nnU-Net-style baseline;
+#   - nnunetv2 with the CPU torch wheel, SimpleITK and pydicom, for benchmarks/build_bench.py's
+#     nnU-Net preprocessing path (benchmarks/nnunet_path.py runs inside this environment).
+# Python 3.11, because the CPU torch wheel exists for it. Prints the interpreter's path.
+# The environment is built under envs/bench-<key> and envs/bench points at it, so a rebuild with
+# other pins never disturbs a benchmark that is running.
 set -euo pipefail
 ENV_HOME="${HCC_SHARDS_HOME:-$HOME/.cache/hcc-shards}/envs"
-VENV="$ENV_HOME/bench"
-PY="$(command -v "${PYENV_ROOT:-$HOME/.pyenv}/versions/3.12.1/bin/python3.12" || command -v python3.12)"
+TORCH_VERSION="2.13.0"
+PINS=("torch==$TORCH_VERSION" "nnunetv2==2.8.1" "blosc2==4.14.1" "simpleitk==2.5.7" "pydicom==3.0.2"
+      "numpy==2.4.*")
+KEY="$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -c1-12)"
+VENV="$ENV_HOME/bench-$KEY"
+PY="$(command -v "${PYENV_ROOT:-$HOME/.pyenv}/versions/3.11.7/bin/python3.11" || command -v python3.11)"
 if [ ! -f "$VENV/.ready" ]; then
   rm -rf "$VENV"
-  uv venv -q -p "$PY" "$VENV"
-  VIRTUAL_ENV="$VENV" uv pip install -q "blosc2==4.14.1" "numpy==2.4.*"
+  "$PY" -m venv "$VENV"
+  # torch first and alone: pip takes the CPU wheel from the local wheel folder (PIP_FIND_LINKS).
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[0]}" >&2
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[@]}" >&2
   touch "$VENV/.ready"
 fi
-echo "$VENV/bin/python"
+LINK="$ENV_HOME/bench"
+if [ "$(readlink "$LINK" 2>/dev/null)" != "$VENV" ]; then
+  # An older layout kept a plain directory here; move it aside instead of deleting it in use.
+  if [ -d "$LINK" ] && [ ! -L "$LINK" ]; then
+    mv "$LINK" "$LINK.old.$$"
+  fi
+  ln -sfn "$VENV" "$LINK"
+fi
+echo "$LINK/bin/python"

@@ -22,7 +22,8 @@
 #   HCC_SUBNETWORK                    subnet self link or regions/R/subnetworks/NAME (no public IPs)
 #   HCC_MACHINE_TYPE (n2-standard-4), HCC_DISK_SIZE_GB (50), HCC_NUM_WORKERS (2),
 #   HCC_MAX_WORKERS (20), HCC_KMS_KEY (optional), HCC_JOB_NAME (hcc-shards-<UTC time>),
-#   HCC_TF_DIR (terraform/ of this checkout)
+#   HCC_TF_DIR (terraform/ of this checkout), HCC_PYTHON (python3; for direct: Python 3.12 with
+#   the main environment, e.g. ~/.cache/hcc-shards/envs/main/bin/python)
 #
 # --dry-run prints every command instead of running it.
 set -euo pipefail
@@ -67,7 +68,7 @@ names = {
 }
 for var, out in names.items():
     if outputs.get(out) is not None:
-        print(f": \"${{{var}:={shlex.quote(str(outputs[out]))}}}\"")
+        print(f"[ -n \"${{{var}:-}}\" ] || {var}={shlex.quote(str(outputs[out]))}")
 '
   )"
 }

@@ -50,6 +50,8 @@ background would lose half a slice at every surface; ties always upwards would k
 shift every structure by half a target voxel; to-even keeps both unbiased over a structure."""
 _SLAB_VOXELS = 1024 * 1024
 """Voxels per slab of the image interpolation: float32 temporaries of ~4 MB stay in cache."""
+_LABEL_SLAB_VOXELS = 2 * 1024 * 1024
+"""Target voxels per slab of the label interpolation (a few float32 slab-sized arrays)."""
 
 
 def target_shape(source: Geometry, spacing_zyx: Sequence[float]) -> tuple[int, int, int]:
@@ -176,34 +178,58 @@ def resample_label(
             for p, n in zip(positions, source.shape, strict=True)
         ]
         return np.ascontiguousarray(label[np.ix_(*idx)])
-    values, boxes = _label_boxes(label)
     out = np.zeros(target.shape, dtype=np.uint8)
-    if not values:
-        return out
-    best = np.zeros(target.shape, dtype=np.float32)
-    total = np.zeros(target.shape, dtype=np.float32)
     order = _axis_order(source.shape, target.shape, steps)
+    # Slab by slab of target slices, so the float32 probabilities stay a few MB whatever the
+    # volume (each slab reads the source slices its linear kernel touches, nothing more).
+    per_z = max(1, _LABEL_SLAB_VOXELS // (target.shape[1] * target.shape[2]))
+    for t0 in range(0, target.shape[0], per_z):
+        t1 = min(t0 + per_z, target.shape[0])
+        pz = positions[0][t0:t1]
+        if 0 in order:
+            s0 = max(int(np.floor(pz[0] - 2 * _TIE_SHIFT)), 0)
+            s1 = min(int(np.floor(pz[-1] + 2 * _TIE_SHIFT)) + 2, source.shape[0])
+        else:
+            s0, s1 = t0, t1
+        _label_safe_slab(label[s0:s1], s0, [pz, positions[1], positions[2]], order, out[t0:t1])
+    return out
+
+
+def _label_safe_slab(
+    block: np.ndarray, z_offset: int, positions: list[np.ndarray], order: list[int], out: np.ndarray
+) -> None:
+    """Label-safe resampling of source slices ``block`` (from ``z_offset``) into the slab ``out``.
+
+    ``positions`` are the global source indices sampled by the slab's target voxels, per axis.
+    """
+    values, boxes = _label_boxes(block)
+    if not values:
+        return
+    offsets = (z_offset, 0, 0)
+    local = [positions[0] - z_offset, positions[1], positions[2]]
+    best = np.zeros(out.shape, dtype=np.float32)
+    total = np.zeros(out.shape, dtype=np.float32)
     for value, box in zip(values, boxes, strict=True):
         crop = tuple(
-            slice(max(lo - 1, 0), min(hi + 1, n)) for (lo, hi), n in zip(box, source.shape, strict=True)
+            slice(max(lo - 1, 0), min(hi + 1, n)) for (lo, hi), n in zip(box, block.shape, strict=True)
         )
         out_range = []
-        for a, ((lo, hi), pos) in enumerate(zip(box, positions, strict=True)):
+        for a, ((lo, hi), pos) in enumerate(zip(box, local, strict=True)):
             # A one-hot mask interpolated linearly is non-zero only on (lo - 1, hi) in source index.
             j0 = int(np.searchsorted(pos, lo - 1, side="right"))
             j1 = int(np.searchsorted(pos, hi, side="left"))
             if lo == 0:
                 j0 = 0
-            if hi == source.shape[a]:
-                j1 = target.shape[a]
+            if hi == block.shape[a]:
+                j1 = out.shape[a]
             out_range.append((j0, max(j0, j1)))
         if any(j1 <= j0 for j0, j1 in out_range):
             continue
-        prob = (label[crop] == value).astype(np.float32)
+        prob = (block[crop] == value).astype(np.float32)
         for a in range(3):
             j0, j1 = out_range[a]
             if a in order:
-                pos = _tie_to_even(positions[a][j0:j1]) - crop[a].start
+                pos = _tie_to_even(positions[a][j0:j1]) - (offsets[a] + crop[a].start)
                 prob = _interp_axis(prob, a, pos, "linear")
             else:
                 # Unchanged axis: target voxel j is source voxel j; drop the one-voxel margin.
@@ -218,7 +244,6 @@ def resample_label(
         sub_total += prob
     # Background wins where its probability (1 - sum of the labels) beats the best label.
     out[best <= (1.0 - total)] = 0
-    return out
 
 
 # -- internals ---------------------------------------------------------------------------

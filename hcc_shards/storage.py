@@ -2,25 +2,133 @@
 
 Emulator endpoints and credentials come from ``storage_options`` or the usual environment
 variables (STORAGE_EMULATOR_HOST for GCS, AWS_ENDPOINT_URL / AWS_* for S3).
+
+Transient errors: gcsfs and s3fs retry them inside the client, local disks and memory have
+none; every other filesystem is wrapped in :class:`RetryingFileSystem`, which retries each call
+that fails with a transient error (``ConnectionError``, ``TimeoutError``) with exponential backoff.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 # gcsfs otherwise probes for hierarchical-namespace buckets and stalls for 60 s against emulators.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import fsspec
 
+T = TypeVar("T")
+
+SELF_RETRYING_PROTOCOLS = frozenset({"file", "local", "memory", "gs", "gcs", "s3", "s3a"})
+"""Protocols whose client retries transient errors itself (or that have none)."""
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+"""Storage errors worth another attempt."""
+RETRY_ATTEMPTS = 8
+RETRY_BASE_DELAY_S = 0.02
+RETRY_MAX_DELAY_S = 2.0
+
 
 def filesystem(
     url: str, storage_options: dict[str, Any] | None = None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem for ``url`` and the path inside it (no protocol for local paths)."""
+    """The filesystem for ``url`` and the path inside it (no protocol for local paths).
+
+    Filesystems whose client does not retry transient errors come wrapped in
+    :class:`RetryingFileSystem`.
+    """
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if not protocols & SELF_RETRYING_PROTOCOLS:
+        fs = RetryingFileSystem(fs)
     return fs, path
+
+
+def call_with_retries(
+    fn: Callable[[], T],
+    *,
+    attempts: int = RETRY_ATTEMPTS,
+    base_delay_s: float = RETRY_BASE_DELAY_S,
+    max_delay_s: float = RETRY_MAX_DELAY_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``fn()``, called again after a transient error, up to ``attempts`` times in all.
+
+    The n-th retry waits ``base_delay_s * 2**(n-1)`` (at most ``max_delay_s``) times a random
+    factor in [0.5, 1). Other errors (a missing object, a denied permission) are raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except TRANSIENT_ERRORS:
+            if attempt >= attempts:
+                raise
+            sleep(min(max_delay_s, base_delay_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RetryingFileSystem(fsspec.AbstractFileSystem):
+    """A filesystem whose every storage call is retried on transient errors (:func:`call_with_retries`).
+
+    Paths and protocol are those of the wrapped filesystem; calls are delegated one by one.
+    """
+
+    cachable = False
+    _DELEGATED = (
+        "ls",
+        "info",
+        "exists",
+        "isfile",
+        "isdir",
+        "find",
+        "glob",
+        "size",
+        "cat_file",
+        "cat_ranges",
+        "pipe_file",
+        "rm",
+        "rm_file",
+        "rmdir",
+        "mkdir",
+        "makedirs",
+        "cp_file",
+        "mv",
+        "touch",
+        "modified",
+        "created",
+        "_open",
+    )
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fs = fs
+        """The wrapped filesystem."""
+        self.protocol = fs.protocol
+        self.root_marker = fs.root_marker
+        self.sep = fs.sep
+        self._strip_protocol = fs._strip_protocol  # type: ignore[method-assign]
+        self._parent = fs._parent  # type: ignore[method-assign]
+        for name in self._DELEGATED:
+            setattr(self, name, self._retrying(getattr(fs, name)))
+
+    @staticmethod
+    def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return call_with_retries(lambda: method(*args, **kwargs))
+
+        call.__name__ = getattr(method, "__name__", "call")
+        call.__doc__ = method.__doc__
+        return call
+
+    def unstrip_protocol(self, name: str) -> str:
+        return self.fs.unstrip_protocol(name)
+
+    @property
+    def fsid(self) -> str:
+        return f"retrying_{self.fs.fsid}"
 
 
 def protocol_of(url: str) -> str:

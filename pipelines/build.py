@@ -47,14 +47,16 @@ def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | 
     if isinstance(plan, PipelineOptions):
         plan = BuildPlan.from_options(plan)
 
-    indexed = (
+    index_results = (
         pipeline
         | "List files" >> transforms.ListFiles(plan)
         | "Index headers" >> transforms.IndexHeaders(plan)
-        | "Split index" >> beam.FlatMap(transforms.split_headers).with_outputs("quarantine", main="headers")
+    )
+    indexed = index_results | "Split index" >> beam.FlatMap(transforms.split_headers).with_outputs(
+        "quarantine", main="headers"
     )
     index_totals = (
-        indexed.headers
+        index_results
         | "Index stats" >> beam.Map(steps.index_stats)
         | "Sum index stats" >> beam.CombineGlobally(steps.add_index_stats)
         | "Index outcome" >> beam.Map(steps.index_outcome)

@@ -14,6 +14,7 @@ locals {
       machineType          = var.worker_machine_type
       diskSizeGb           = var.worker_disk_size_gb
       numWorkers           = var.num_workers
+      autoscalingAlgorithm = "AUTOSCALING_ALGORITHM_BASIC"
       maxWorkers           = var.max_workers
       sdkContainerImage    = local.image_uri
       launcherMachineType  = var.launcher_machine_type
@@ -72,6 +73,7 @@ resource "google_dataflow_flex_template_job" "build" {
   }
 
   depends_on = [
+    google_storage_bucket_object.flex_template,
     google_project_iam_member.dataflow_worker,
     google_storage_bucket_iam_member.worker_output,
     google_storage_bucket_iam_member.worker_temp,

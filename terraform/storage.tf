@@ -104,6 +104,12 @@ resource "google_storage_bucket" "temp" {
   force_destroy               = true
   labels                      = local.labels
 
+  # Scratch objects are written and deleted constantly; soft delete would bill every deleted
+  # temp file for a week (Beam warns about it for temp_location).
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
   lifecycle_rule {
     condition {
       age = var.temp_retention_days

@@ -44,8 +44,14 @@ def priority_ranks(priority: Sequence[int]) -> np.ndarray:
 
 def paint(target: np.ndarray, mask: np.ndarray, value: int, ranks: np.ndarray) -> None:
     """Set ``target[mask] = value`` where ``value`` outranks what is there already."""
-    wins = mask & (ranks[target] > ranks[value])
-    target[wins] = value
+    if not target.flags.c_contiguous:
+        wins = mask & (ranks[target] > ranks[value])
+        target[wins] = value
+        return
+    # Masks are sparse: rank only the voxels they cover, not the whole plane.
+    idx = np.flatnonzero(mask)
+    flat = target.reshape(-1)
+    flat[idx[ranks[flat[idx]] > ranks[value]]] = value
 
 
 def seg_frames(ds: Dataset, header: InstanceHeader) -> np.ndarray:

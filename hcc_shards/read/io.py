@@ -27,6 +27,16 @@ from hcc_shards.read.cache import CacheSettings, DiskCache
 T = TypeVar("T")
 
 _TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+_FORKS = [0]
+"""Forks this process descends from; a change means the per-process state is stale. Cheaper than
+``os.getpid()``, which is a system call, on the per-chunk path."""
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
@@ -36,6 +46,8 @@ class IOSettings:
 
     max_concurrency: int = 32
     """Byte ranges in flight at once per batch on object stores."""
+    max_batches_in_flight: int = 4
+    """Batches (one per patch) fetched at once by one process's reader threads; the rest wait."""
     coalesce_gap: int = 16 * 1024
     """Ranges of one object closer than this many bytes are fetched as one request."""
     retries: int = 5
@@ -51,8 +63,11 @@ class IOSettings:
     ``os.pread``. Dataset versions are immutable; a file truncated while mapped would fault."""
 
     def __post_init__(self) -> None:
-        if self.max_concurrency < 1:
-            raise ValueError(f"IOSettings.max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.max_concurrency < 1 or self.max_batches_in_flight < 1:
+            raise ValueError(
+                "IOSettings.max_concurrency and max_batches_in_flight must be >= 1, got "
+                f"{self.max_concurrency} and {self.max_batches_in_flight}"
+            )
         if self.coalesce_gap < 0 or self.retries < 0 or self.backoff_s < 0:
             raise ValueError(
                 "IOSettings.coalesce_gap, retries and backoff_s must be >= 0, got "
@@ -104,6 +119,7 @@ class ByteStore:
         self.settings = settings or IOSettings()
         self._sleep = sleep
         self._pid = -1
+        self._forks = -1
         self._init_process_state()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -121,17 +137,20 @@ class ByteStore:
 
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
+        self._forks = _FORKS[0]
         self._fs_obj: fsspec.AbstractFileSystem | None = None
+        self._local: bool | None = None
         self._root: str = ""
         self._fds: dict[str, int] = {}
         self._maps: dict[str, memoryview] = {}
         self._lock = threading.Lock()
+        self._in_flight = threading.BoundedSemaphore(self.settings.max_batches_in_flight)
         self._rng = random.Random()
         self._cache = DiskCache(self.settings.cache) if self.settings.cache else None
         self.stats = IOStats()
 
     def _check_pid(self) -> None:
-        if self._pid != os.getpid():
+        if self._forks != _FORKS[0]:
             # Forked: the parent's clients, event loop threads and descriptors are not ours.
             self._init_process_state()
 
@@ -147,10 +166,12 @@ class ByteStore:
 
     @property
     def is_local(self) -> bool:
-        """Whether reads go to the local filesystem (``os.pread``)."""
-        protocol = self.fs.protocol
-        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-        return "file" in protocols or "local" in protocols
+        """Whether reads go to the local filesystem (memory maps or ``os.pread``)."""
+        if self._local is None or self._forks != _FORKS[0]:
+            protocol = self.fs.protocol
+            protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+            self._local = "file" in protocols or "local" in protocols
+        return self._local
 
     def path(self, rel: str) -> str:
         """Filesystem path of ``rel`` (relative to the root)."""
@@ -211,7 +232,8 @@ class ByteStore:
         return out
 
     def _cat(self, paths: list[str]) -> dict[str, Any]:
-        results = self.fs.cat(paths, on_error="return")
+        with self._in_flight:
+            results = self.fs.cat(paths, on_error="return")
         if not isinstance(results, dict):  # one path: fsspec returns the bytes themselves
             results = {paths[0]: results}
         for value in results.values():
@@ -330,7 +352,8 @@ class ByteStore:
                 kwargs: dict[str, Any] = {"on_error": "return"}
                 if getattr(self.fs, "async_impl", False):
                     kwargs["batch_size"] = self.settings.max_concurrency
-                blobs = self.fs.cat_ranges(paths, starts, ends, **kwargs)
+                with self._in_flight:
+                    blobs = self.fs.cat_ranges(paths, starts, ends, **kwargs)
             except Exception as exc:
                 if attempt >= self.settings.retries or not is_transient(exc):
                     raise

@@ -56,6 +56,11 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None, *, read_
     if storage.protocol_of(url) == "file":
         _, path = storage.filesystem(url)
         return LocalStore(path, read_only=read_only)
+    fs, path = storage.filesystem(url, storage_options)
+    if isinstance(fs, storage.RetryingFileSystem):  # a client without retries of its own
+        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+        return FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), path=path, read_only=read_only)
     return FsspecStore.from_url(url, storage_options=storage_options or {}, read_only=read_only)
 
 

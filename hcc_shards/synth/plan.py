@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -400,8 +400,6 @@ def _other_grid(ct: Geometry) -> Geometry:
 
 
 def _with_rounded(studies: tuple[StudyPlan, ...], k: int, i: int) -> tuple[StudyPlan, ...]:
-    from dataclasses import replace
-
     study = studies[k]
     series = list(study.series)
     series[i] = replace(series[i], rounded_positions=True)

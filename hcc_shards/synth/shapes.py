@@ -36,11 +36,12 @@ class Blob:
         return c - reach, c + reach
 
     def inside(self, p: np.ndarray) -> np.ndarray:
-        q = (p - np.asarray(self.centre)) / np.asarray(self.axes)
+        q = (p - np.asarray(self.centre, dtype=p.dtype)) / np.asarray(self.axes, dtype=p.dtype)
         r = np.sqrt(np.sum(q * q, axis=-1))
-        limit = np.ones(r.shape)
+        limit = np.ones(r.shape, dtype=p.dtype)
         for amp, fl, fp, fs, phase in self.harmonics:
-            limit += amp * np.sin(fl * q[..., 0] + fp * q[..., 1] + fs * q[..., 2] + phase)
+            arg = q @ np.asarray([fl, fp, fs], dtype=p.dtype) + p.dtype.type(phase)
+            limit += p.dtype.type(amp) * np.sin(arg)
         return r < limit
 
     def scaled(self, factor: float) -> Blob:
@@ -65,9 +66,9 @@ class Tube:
         return np.minimum(a, b) - r, np.maximum(a, b) + r
 
     def inside(self, p: np.ndarray, min_radius: float = 0.0) -> np.ndarray:
-        a, b = np.asarray(self.start), np.asarray(self.end)
+        a, b = np.asarray(self.start, dtype=p.dtype), np.asarray(self.end, dtype=p.dtype)
         ab = b - a
-        t = np.clip(((p - a) @ ab) / float(ab @ ab), 0.0, 1.0)
+        t = np.clip(((p - a) @ ab) / (ab @ ab), 0.0, 1.0)
         d = p - (a + t[..., None] * ab)
         r = max(self.radius, min_radius)
         return np.sum(d * d, axis=-1) < r * r
@@ -90,7 +91,10 @@ class Column:
 
     def level(self, p: np.ndarray) -> np.ndarray:
         """Squared normalised in-plane radius: < 1 inside the ellipse."""
-        (cl, cp), (al, ap) = self.centre_lp, self.axes_lp
+        (cl, cp), (al, ap) = (
+            (p.dtype.type(v) for v in self.centre_lp),
+            (p.dtype.type(v) for v in self.axes_lp),
+        )
         return ((p[..., 0] - cl) / al) ** 2 + ((p[..., 1] - cp) / ap) ** 2
 
     def inside(self, p: np.ndarray) -> np.ndarray:
@@ -105,7 +109,7 @@ class Block:
     index: tuple[slice, slice, slice]
     """Where the block sits in the full (z, y, x) array."""
     points: np.ndarray
-    """(nz, ny, nx, 3) LPS mm of the voxel centres."""
+    """float32 (nz, ny, nx, 3) LPS mm of the voxel centres."""
 
     def local(self, slab_start: int) -> tuple[slice, slice, slice]:
         """The block's index relative to a slab that starts at ``slab_start``."""
@@ -131,10 +135,11 @@ def block(geometry: Geometry, z_range: tuple[int, int], lo: np.ndarray, hi: np.n
     # Broadcast one axis at a time: cheaper than materialising an index grid and a matmul.
     m = geometry.affine
     k, j, i = (np.arange(a, b, dtype=np.float64) for a, b in zip(start, stop, strict=True))
+    # float32 halves the memory traffic of every shape test; 300 mm in float32 is exact to ~30 nm.
     points = (
-        (m[:3, 3] + k[:, None] * m[:3, 0])[:, None, None, :]
-        + (j[:, None] * m[:3, 1])[None, :, None, :]
-        + (i[:, None] * m[:3, 2])[None, None, :, :]
+        (m[:3, 3] + k[:, None] * m[:3, 0]).astype(np.float32)[:, None, None, :]
+        + (j[:, None] * m[:3, 1]).astype(np.float32)[None, :, None, :]
+        + (i[:, None] * m[:3, 2]).astype(np.float32)[None, None, :, :]
     )
     index = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
     return Block(index=index, points=points)  # type: ignore[arg-type]

@@ -157,6 +157,44 @@ def test_image_builds_with_cloud_build_or_docker() -> None:
     assert push == ["docker", "push", SETTINGS["HCC_IMAGE"]]
 
 
+def test_settings_come_from_terraform_outputs_and_the_environment_wins(tmp_path: Path) -> None:
+    outputs = {
+        "project_id": "hcc-shards-ci",
+        "region": "us-central1",
+        "image_uri": SETTINGS["HCC_IMAGE"],
+        "template_gcs_path": SETTINGS["HCC_TEMPLATE"],
+        "temp_location": SETTINGS["HCC_TEMP_LOCATION"],
+        "staging_location": SETTINGS["HCC_STAGING_LOCATION"],
+        "worker_service_account": SETTINGS["HCC_SERVICE_ACCOUNT"],
+        "subnetwork": "projects/p/regions/us-central1/subnetworks/with 'quotes' and spaces",
+        "dataflow_job_id": None,
+    }
+    stub = tmp_path / "terraform"
+    stub.write_text(
+        "#!/usr/bin/env bash\ncat <<'JSON'\n"
+        + json.dumps({k: {"value": v} for k, v in outputs.items()})
+        + "\nJSON\n"
+    )
+    stub.chmod(0o755)
+    path = f"{tmp_path}:{os.environ['PATH']}"
+    proc = _launch(
+        "--dry-run",
+        "--from-terraform",
+        "run",
+        "gs://in/x",
+        "gs://out/y",
+        PATH=path,
+        HCC_REGION="europe-west4",
+    )
+    assert proc.returncode == 0, proc.stderr
+    [cmd] = _commands(proc.stdout)
+    flags = _flags(cmd)
+    assert flags["--project"] == "hcc-shards-ci"
+    assert flags["--region"] == "europe-west4"  # set in the environment: not overridden
+    assert flags["--subnetwork"] == outputs["subnetwork"]
+    assert flags["--template-file-gcs-location"] == SETTINGS["HCC_TEMPLATE"]
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

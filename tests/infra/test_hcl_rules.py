@@ -129,7 +129,7 @@ def test_rules_flag_every_violation_in_a_bad_snippet() -> None:
 
 
 def test_violation_names_file_line_and_fix() -> None:
-    [v] = [v for v in hcl_rules.check_text(BAD_SNIPPET, "bad.tf") if v.rule == "public-principal"][:1]
+    v = next(v for v in hcl_rules.check_text(BAD_SNIPPET, "bad.tf") if v.rule == "public-principal")
     assert str(v).startswith("bad.tf:15: google_storage_bucket_iam_member.public_read: [public-principal]")
     assert "'allUsers'" in v.message and "named user, group or service account" in v.message
 
@@ -177,13 +177,61 @@ def test_inputs_that_shape_security_or_cost_are_validated(blocks: list[hcl_rules
 
 def test_launcher_member_validation_rejects_public_principals(blocks: list[hcl_rules.Block]) -> None:
     [members] = [b for b in blocks if b.kind == "variable" and b.name == "launcher_members"]
-    condition = (
-        members.body["validation"][0]["condition"]
-        if isinstance(members.body["validation"], list)
-        else (members.body["validation"]["condition"])
-    )
+    validation = members.body["validation"]
+    condition = (validation[0] if isinstance(validation, list) else validation)["condition"]
     pattern = re.search(r'regex\("(.+?)",\s*m\)', str(condition))
     assert pattern, condition
     regex = re.compile(pattern.group(1).replace("\\\\", "\\"))
     assert regex.search("group:ml@example.org")
     assert not regex.search("allUsers") and not regex.search("allAuthenticatedUsers")
+
+
+def test_worker_account_has_exactly_the_documented_grants(blocks: list[hcl_rules.Block]) -> None:
+    # terraform/README.md "Least privilege": changing a grant means changing this table too.
+    worker = "${google_service_account.dataflow_worker.member}"
+    grants = set()
+    for b in blocks:
+        if b.kind == "resource" and b.type.endswith("_iam_member") and b.body.get("member") == worker:
+            target = b.body.get("bucket") or b.body.get("repository") or b.body.get("project")
+            grants.add((b.type, str(target), b.body["role"]))
+    assert grants == {
+        ("google_project_iam_member", "${var.project_id}", "roles/dataflow.worker"),
+        (
+            "google_storage_bucket_iam_member",
+            "${google_storage_bucket.output.name}",
+            "roles/storage.objectUser",
+        ),
+        (
+            "google_storage_bucket_iam_member",
+            "${google_storage_bucket.temp.name}",
+            "roles/storage.objectUser",
+        ),
+        (
+            "google_storage_bucket_iam_member",
+            "${google_storage_bucket.staging.name}",
+            "roles/storage.objectUser",
+        ),
+        (
+            "google_storage_bucket_iam_member",
+            "${google_storage_bucket.input_mirror[0].name}",
+            "roles/storage.objectViewer",
+        ),
+        ("google_storage_bucket_iam_member", "${each.value}", "roles/storage.objectViewer"),
+        (
+            "google_artifact_registry_repository_iam_member",
+            "${google_artifact_registry_repository.images.name}",
+            "roles/artifactregistry.reader",
+        ),
+    }
+
+
+def test_workers_have_no_public_ip(blocks: list[hcl_rules.Block]) -> None:
+    [subnet] = [b for b in blocks if b.type == "google_compute_subnetwork"]
+    assert subnet.body["private_ip_google_access"] is True
+    [job] = [b for b in blocks if b.type == "google_dataflow_flex_template_job"]
+    assert job.body["ip_configuration"] == "WORKER_IP_PRIVATE"
+    [cluster] = [b for b in blocks if b.type == "google_dataproc_cluster"]
+    gce = cluster.body["cluster_config"][0]["gce_cluster_config"][0]
+    assert gce["internal_ip_only"] is True
+    template_env = next(b for b in blocks if b.kind == "locals" and "template_default_environment" in b.body)
+    assert "'ipConfiguration': 'WORKER_IP_PRIVATE'" in str(template_env.body["template_default_environment"])

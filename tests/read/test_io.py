@@ -130,3 +130,22 @@ def test_store_pickles_without_clients():
     _ = store.fs
     clone = pickle.loads(pickle.dumps(store))
     assert clone._fs_obj is None and clone.root_url == "memory:///x"
+
+
+def test_pread_and_mmap_read_the_same(mini_root, mini_cases):
+    for use_mmap in (True, False):
+        ds = open_dataset(mini_root, io_settings=IOSettings(use_mmap=use_mmap))
+        image, label = ds.case("A").read_region((3, -2, 5), (17, 30, 44))
+        expected = np.full((14, 32, 39), -1024, np.int16)
+        expected[:, 2:, :35] = mini_cases[0].image[3:17, 0:30, 5:40]
+        np.testing.assert_array_equal(image, expected)
+        assert label.shape == (14, 32, 39) and ds.store.stats.requests > 0
+
+
+def test_settings_are_checked():
+    with pytest.raises(
+        ValueError, match="max_concurrency and max_batches_in_flight must be >= 1, got 0 and 4"
+    ):
+        IOSettings(max_concurrency=0)
+    with pytest.raises(ValueError, match="max_bytes must be positive, got 0"):
+        CacheSettings("/tmp/x", 0)

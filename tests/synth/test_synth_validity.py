@@ -149,3 +149,22 @@ def test_two_runs_give_identical_files(tcia_cohort, tmp_path):
     }
     assert second == first
     assert again.patients == tcia_cohort.truth.patients[:2]
+
+
+@pytest.mark.soak
+def test_full_size_patient_is_valid_and_within_the_card_ranges(tmp_path):
+    """One 512x512 patient (about 300 MB, tens of seconds): dciodvfy on its SEG and one slice per series."""
+    from hcc_shards.synth import generate_cohort
+
+    truth = generate_cohort(str(tmp_path), patients=2, size="full", layout="idc", seed=11)
+    for p in truth.patients:
+        if p.ct_geometry is None:
+            continue
+        assert p.ct_geometry.shape[1:] == (512, 512) and 40 <= p.ct_geometry.shape[0] <= 185
+        ml = {k: v * p.ct_geometry.voxel_volume_ml for k, v in p.voxels}
+        assert 300 < ml["liver"] < 3000 and 2 < ml["tumor"] < 4500, ml
+        assert 1 < ml["portal_vein"] < 200 and 1 < ml["aorta"] < 140, ml
+    one_per_series = {}
+    for path in sorted(tmp_path.rglob("*.dcm")):
+        one_per_series.setdefault(path.parent.name, path)
+    assert _dciodvfy_errors(list(one_per_series.values())) == {}
