@@ -89,6 +89,8 @@ def write_case(out: Path, *, seed: int, index: int, slices: int, dz: float, dxy:
 def clone_case(src: Path, dst: Path, copy: int) -> None:
     """Copy case ``src`` to ``dst`` as another patient: every UID, PatientID and PatientName renamed.
 
+    Only DICOM files go under ``dst`` (its description is written next to it, ``<dst>.json``).
+
     The pixels and the geometry stay the same, so N clones cost a build N times one case; UIDs are
     derived from (old UID, copy), so references between the CT slices and the SEG still hold.
     """
@@ -96,7 +98,8 @@ def clone_case(src: Path, dst: Path, copy: int) -> None:
 
     import pydicom
 
-    if (dst / "case.json").exists():
+    marker = dst.with_name(dst.name + ".json")
+    if marker.exists():
         return
     info = json.loads((src / "case.json").read_text())
     patient = f"{info['patient_id']}_C{copy:03d}"

@@ -154,6 +154,10 @@ class BuildPlan:
         key = (
             o.pseudonymize_key if o.pseudonymize_key is not None else os.environ.get(PSEUDONYMIZE_KEY_ENV, "")
         )
+        if o.pseudonymize and not key:
+            raise ConfigError(
+                f"--pseudonymize needs a key: set ${PSEUDONYMIZE_KEY_ENV} (or pass --pseudonymize_key)"
+            )
         if key:
             updates["pseudonymize_key"] = key
         return cls(

@@ -20,6 +20,7 @@ Progress reports go to a local directory (``BuildPlan.progress_dir``), never to 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -41,6 +42,7 @@ from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
 from hcc_shards.errors import QuarantineError
+from hcc_shards.pseudonymize import Pseudonymizer
 from hcc_shards.quarantine import QuarantineRecord, Reason
 from hcc_shards.resample import resample_case
 from hcc_shards.shards import (
@@ -131,17 +133,26 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
 
 
 def index_one(ref: FileRef, plan: BuildPlan) -> InstanceHeader | QuarantineRecord:
-    """The header of one file, or why not; unexpected errors become ``internal_error`` records."""
+    """The header of one file, or why not; unexpected errors become ``internal_error`` records.
+
+    With a pseudonymization key, identifiers are replaced here, before anything else sees them.
+    """
     try:
-        return _with_retries(lambda: index_file(ref.url, plan.input_storage_options, plan.config))
+        result = _with_retries(lambda: index_file(ref.url, plan.input_storage_options, plan.config))
     except Exception as exc:
-        return QuarantineRecord(
+        result = QuarantineRecord(
             code=_reason_of(exc).value,
             message=f"indexing failed: {type(exc).__name__}: {exc}",
             stage="index",
             url=ref.url,
             details=(("traceback", _short_traceback(exc)),),
         )
+    pseudo = _pseudonymizer(plan.config.pseudonymize_key)
+    if pseudo is None:
+        return result
+    if isinstance(result, InstanceHeader):
+        return pseudo.header(result)
+    return pseudo.record(result, [ref.url])
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,9 @@ def pair_one_patient(
             for h in headers
             if h.is_seg
         ]
+    pseudo = _pseudonymizer(plan.config.pseudonymize_key)
+    if pseudo is not None:  # headers carry pseudonyms already; only the URLs remain
+        records = [pseudo.scrub_urls(r, [h.url for h in headers]) for r in records]
     return [*pairings, *records]
 
 
@@ -338,6 +352,10 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
         record = record_for(pairing, err, stage)
         record = replace(record, details=(("traceback", _short_traceback(exc)),))
         outcome = quarantine_outcome(_with_key(record, key))
+    pseudo = _pseudonymizer(plan.config.pseudonymize_key)
+    if pseudo is not None and outcome.record is not None:
+        urls = [pairing.seg.url, *(h.url for h in pairing.ct_headers)]
+        outcome = replace(outcome, record=pseudo.scrub_urls(outcome.record, urls))
     if plan.progress_dir:
         _touch(os.path.join(plan.progress_dir, "done", key.case_id))
     return outcome
@@ -523,6 +541,11 @@ def _with_retries(fn: Callable[[], T], attempts: int = CASE_ATTEMPTS, delay_s: f
                 raise
             time.sleep(delay_s * 2 ** (attempt - 1))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=4)
+def _pseudonymizer(key: str) -> Pseudonymizer | None:
+    return Pseudonymizer(key) if key else None
 
 
 def _reason_of(exc: BaseException) -> Reason:

@@ -212,11 +212,14 @@ def inject_faults(
 
 
 def plant_phi(url: str, storage_options: dict[str, Any] | None = None) -> int:
-    """Write :data:`PHI_STRINGS` into every DICOM file under ``url``; return the number of files."""
+    """Write :data:`PHI_STRINGS` into every readable DICOM file under ``url``; return how many."""
     fs, root = filesystem(url, storage_options)
     n = 0
     for path in sorted(fs.find(root)):
-        ds = pydicom.dcmread(io.BytesIO(fs.cat_file(path)))
+        try:
+            ds = pydicom.dcmread(io.BytesIO(fs.cat_file(path)))
+        except Exception:  # not DICOM (or damaged on purpose): nothing to plant into
+            continue
         for keyword, value in PHI_STRINGS.items():
             setattr(ds, keyword, value)
         fs.pipe_file(path, encode_dataset(ds))

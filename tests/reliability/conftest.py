@@ -1,0 +1,68 @@
+"""Fixtures of the reliability suite: one synthetic cohort per session, damaged copies of it, builds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hcc_shards.synth import CohortTruth, generate_cohort
+from hcc_shards.synth.faults import Fault, InjectedFault, assign_faults, inject_faults
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import build
+
+PATIENTS = 24
+"""Patients 1..24 of seed 0 hold 21 that can carry a fault (hcc_shards.synth.faults.ELIGIBLE_QUIRKS)."""
+SEED = 0
+SMALL = ("HCC_001", "HCC_003", "HCC_004")
+"""The small cohort: two plain patients and one with stacked phases."""
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    clean: str
+    """Healthy cohort (TCIA layout)."""
+    faulted: str
+    """A copy with one fault per assigned patient."""
+    truth: CohortTruth
+    faults: tuple[InjectedFault, ...]
+
+
+@pytest.fixture(scope="session")
+def cohorts(tmp_path_factory: pytest.TempPathFactory) -> Cohorts:
+    base = tmp_path_factory.mktemp("reliability")
+    clean, faulted = base / "clean", base / "faulted"
+    truth = generate_cohort(
+        str(clean), patients=PATIENTS, size="small", seed=SEED, workers=min(2, os.cpu_count() or 1)
+    )
+    shutil.copytree(clean, faulted)
+    faults = inject_faults(str(faulted), truth, assign_faults(truth, list(Fault)))
+    return Cohorts(str(clean), str(faulted), truth, faults)
+
+
+@pytest.fixture(scope="session")
+def small_cohort(cohorts: Cohorts, tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("small") / "dicom"
+    for pid in SMALL:
+        shutil.copytree(Path(cohorts.clean) / pid, root / pid)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def small_truth(cohorts: Cohorts) -> CohortTruth:
+    t = cohorts.truth
+    return CohortTruth(t.seed, t.size, t.layout, tuple(p for p in t.patients if p.patient_id in SMALL))
+
+
+@pytest.fixture(scope="session")
+def small_build(small_cohort: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A clean in-process build of the small cohort (the reference of the flaky and corruption tests)."""
+    out = tmp_path_factory.mktemp("small-build") / "out"
+    build(small_cohort, str(out))
+    return str(out)

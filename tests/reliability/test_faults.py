@@ -1,0 +1,86 @@
+"""Bad inputs: every fault mode of the generator ends as its documented reason code, and the healthy
+cases of the same run are identical to a clean run's (core functions, then the Beam build)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import Cohorts
+from helpers import build, core_run, files_of, read_rows, record_key, version_dir
+
+from hcc_shards.quarantine import Reason
+from hcc_shards.synth.faults import FAULTS, Fault
+
+FORMAT_MD = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
+
+
+def test_catalogue_covers_at_least_15_kinds_each_with_a_documented_code() -> None:
+    documented = set(re.findall(r"^\| ([a-z_]+) \|", FORMAT_MD.read_text(), flags=re.M))
+    assert len(FAULTS) == len(Fault) >= 15
+    for fault, spec in FAULTS.items():
+        assert spec.reason in Reason, fault
+        assert spec.reason.value in documented, f"{fault}: {spec.reason} is not in the FORMAT.md table"
+        assert spec.stage in ("index", "series", "pair", "decode"), fault
+    # 20 kinds of bad input end in 16 distinct reason codes.
+    assert len({spec.reason for spec in FAULTS.values()}) >= 15
+
+
+def _expected(cohorts: Cohorts) -> Counter:
+    return Counter((f.code, f.stage, f.path) for f in cohorts.faults)
+
+
+def test_faults_core_functions(cohorts: Cohorts) -> None:
+    clean = core_run(cohorts.clean)
+    faulted = core_run(cohorts.faulted)
+    assert clean.records == [], [r.code for r in clean.records]
+    got = Counter(record_key(r, cohorts.faulted) for r in faulted.records)
+    assert got == _expected(cohorts)
+    for f in cohorts.faults:
+        (rec,) = [r for r in faulted.records if record_key(r, cohorts.faulted) == (f.code, f.stage, f.path)]
+        assert rec.patient_id in (f.patient_id, ""), f.fault
+        if f.sop_instance_uid:
+            assert rec.sop_instance_uid == f.sop_instance_uid, f.fault
+        assert rec.message, f.fault
+    lost = {f.patient_id for f in cohorts.faults if not f.keeps_case}
+    expected_ids = {cid for cid, c in clean.cases.items() if c.provenance.patient_id not in lost}
+    assert set(faulted.cases) == expected_ids
+    assert len(expected_ids) >= 8
+    for cid in expected_ids:
+        a, b = clean.cases[cid], faulted.cases[cid]
+        np.testing.assert_array_equal(a.image, b.image, err_msg=cid)
+        np.testing.assert_array_equal(a.label, b.label, err_msg=cid)
+        assert a.geometry == b.geometry, cid
+        assert a.provenance == b.provenance, cid
+        assert (a.warnings, a.unknown_segments, a.qc_flags) == (b.warnings, b.unknown_segments, b.qc_flags), cid
+
+
+@pytest.mark.slow
+def test_faults_beam_build(cohorts: Cohorts, tmp_path: Path) -> None:
+    clean_out, faulted_out = tmp_path / "clean", tmp_path / "faulted"
+    build(cohorts.clean, str(clean_out))
+    summary = build(cohorts.faulted, str(faulted_out))
+    cv, fv = version_dir(clean_out), version_dir(faulted_out)
+    assert cv.name == fv.name  # same configuration, same version
+    assert read_rows(cv / "quarantine.parquet") == []
+    quarantine = read_rows(fv / "quarantine.parquet")
+    assert Counter(record_key(r, cohorts.faulted) for r in quarantine) == _expected(cohorts)
+    assert dict(summary.quarantined_by_reason) == dict(Counter(f.code for f in cohorts.faults))
+
+    lost = {f.patient_id for f in cohorts.faults if not f.keeps_case}
+    clean_rows = {r["case_id"]: r for r in read_rows(cv / "manifest.parquet")}
+    faulted_rows = {r["case_id"]: r for r in read_rows(fv / "manifest.parquet")}
+    assert set(faulted_rows) == {cid for cid, r in clean_rows.items() if r["patient_id"] not in lost}
+    for cid, row in faulted_rows.items():
+        assert row == clean_rows[cid], cid
+    # Every stored byte of every healthy case (arrays, attributes, marker, QC image) is the same.
+    clean_files, faulted_files = files_of(cv), files_of(fv)
+    for cid in faulted_rows:
+        for prefix in (f"cases/{cid}/", f"qc/{cid}.png"):
+            a = {k: v for k, v in clean_files.items() if k.startswith(prefix)}
+            b = {k: v for k, v in faulted_files.items() if k.startswith(prefix)}
+            assert a and a == b, f"{cid}: {prefix} differs"
+    assert not [k for k in faulted_files if k.startswith("cases/") and k.split("/")[1] not in faulted_rows]
