@@ -89,20 +89,17 @@ def write_case(out: Path, *, seed: int, index: int, slices: int, dz: float, dxy:
 def clone_case(src: Path, dst: Path, copy: int) -> None:
     """Copy case ``src`` to ``dst`` as another patient: every UID, PatientID and PatientName renamed.
 
-    Only DICOM files go under ``dst`` (its description is written next to it, ``<dst>.json``).
-
     The pixels and the geometry stay the same, so N clones cost a build N times one case; UIDs are
     derived from (old UID, copy), so references between the CT slices and the SEG still hold.
+    Only DICOM files go under ``dst``; the SEG is written last and marks a finished copy.
     """
     import hashlib
 
     import pydicom
 
-    marker = dst.with_name(dst.name + ".json")
-    if marker.exists():
+    if (dst / "seg.dcm").exists():
         return
-    info = json.loads((src / "case.json").read_text())
-    patient = f"{info['patient_id']}_C{copy:03d}"
+    patient = f"{json.loads((src / 'case.json').read_text())['patient_id']}_C{copy:03d}"
 
     def new_uid(uid: str) -> str:
         digest = hashlib.sha256(f"{uid}:{copy}".encode()).digest()
@@ -116,15 +113,10 @@ def clone_case(src: Path, dst: Path, copy: int) -> None:
                 elem.value = new_uid(str(elem.value))
 
     (dst / "ct").mkdir(parents=True, exist_ok=True)
-    files = [*sorted((src / "ct").iterdir()), src / "seg.dcm"]
-    for f in files:
+    for f in [*sorted((src / "ct").iterdir()), src / "seg.dcm"]:
         ds = pydicom.dcmread(f)
         ds.walk(rename)
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.PatientID = patient
         ds.PatientName = patient
-        out = dst / ("seg.dcm" if f.name == "seg.dcm" else f"ct/{f.name}")
-        ds.save_as(out, enforce_file_format=True)
-    (dst / "case.json").write_text(
-        json.dumps({**info, "patient_id": patient, "clone_of": str(src)}, indent=1)
-    )
+        ds.save_as(dst / ("seg.dcm" if f.name == "seg.dcm" else f"ct/{f.name}"), enforce_file_format=True)

@@ -502,10 +502,11 @@ def report(args: argparse.Namespace, rows: dict) -> None:
 
 
 if __name__ == "__main__":
+    # This checkout's package, whatever the environment has installed.
+    sys.path.insert(0, str(ROOT))
     if len(sys.argv) > 1 and sys.argv[1] == "_blosc2":
         blosc2_child(sys.argv[2])
     elif len(sys.argv) > 1 and sys.argv[1] == "_workers":
         workers_child(*sys.argv[2:6])
     else:
-        sys.path.insert(0, str(ROOT))
         main()

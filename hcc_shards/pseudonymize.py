@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import replace
@@ -118,8 +117,3 @@ class Pseudonymizer:
             message=text(r.message),
             details=tuple((k, text(v)) for k, v in r.details),
         )
-
-
-def pseudonyms_json(p: Pseudonymizer, patient_ids: Iterable[str]) -> str:
-    """``{patient_id: pseudonym}`` as JSON: the key holder's lookup table (never written by a build)."""
-    return json.dumps({pid: p.patient_id(pid) for pid in sorted(set(patient_ids))}, indent=2)

@@ -52,26 +52,23 @@ def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | 
         | "List files" >> transforms.ListFiles(plan)
         | "Index headers" >> transforms.IndexHeaders(plan)
     )
-    indexed = index_results | "Split index" >> beam.FlatMap(transforms.split_headers).with_outputs(
-        "quarantine", main="headers"
-    )
     index_totals = (
         index_results
         | "Index stats" >> beam.Map(steps.index_stats)
         | "Sum index stats" >> beam.CombineGlobally(steps.add_index_stats)
         | "Index outcome" >> beam.Map(steps.index_outcome)
     )
-    paired = (
-        indexed.headers
-        | "Pair" >> transforms.PairByPatient(plan)
-        | "Split pairing"
-        >> beam.FlatMap(transforms.split_pairings).with_outputs("quarantine", main="pairings")
-    )
-    selected = paired.pairings | "Select cases" >> transforms.SelectCases(plan.limit)
+    # Two filters, not one multi-output ParDo: the DaskRunner merges tagged outputs into the main one.
+    headers = index_results | "Headers" >> beam.Filter(steps.is_not_record)
+    index_records = index_results | "Index records" >> beam.Filter(steps.is_record)
+    pair_results = headers | "Pair" >> transforms.PairByPatient(plan)
+    pairings = pair_results | "Pairings" >> beam.Filter(steps.is_not_record)
+    pair_records = pair_results | "Pair records" >> beam.Filter(steps.is_record)
+    selected = pairings | "Select cases" >> transforms.SelectCases(plan.limit)
     target = selected | "Resolve target" >> transforms.ResolveTarget(plan)
     cases = selected | "Build cases" >> transforms.BuildCases(plan, target)
     records = (
-        (indexed.quarantine, paired.quarantine)
+        (index_records, pair_records)
         | "Records" >> beam.Flatten()
         | "Record outcome" >> beam.Map(steps.quarantine_outcome)
     )

@@ -129,6 +129,15 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
     return sorted(refs, key=lambda r: r.url)
 
 
+def is_record(item: object) -> bool:
+    """True for a QuarantineRecord (a filter that splits results from records)."""
+    return isinstance(item, QuarantineRecord)
+
+
+def is_not_record(item: object) -> bool:
+    return not isinstance(item, QuarantineRecord)
+
+
 # -- 2. header index ---------------------------------------------------------------------
 
 

@@ -13,9 +13,6 @@ from typing import Any
 
 import apache_beam as beam
 
-from hcc_shards.dicom.header import InstanceHeader
-from hcc_shards.dicom.pairing import Pairing
-from hcc_shards.quarantine import QuarantineRecord
 from pipelines import steps
 from pipelines.options import BuildPlan
 
@@ -148,19 +145,3 @@ class Commit(beam.PTransform):
             | "All outcomes" >> beam.combiners.ToList()
             | "Commit dataset" >> beam.Map(steps.commit_outcomes, self.plan)
         )
-
-
-def split_headers(item: InstanceHeader | QuarantineRecord):
-    """Tag an index result: headers to the main output, records to 'quarantine'."""
-    if isinstance(item, QuarantineRecord):
-        yield beam.pvalue.TaggedOutput("quarantine", item)
-    else:
-        yield item
-
-
-def split_pairings(item: Pairing | QuarantineRecord):
-    """Tag a pairing result: pairings to the main output, records to 'quarantine'."""
-    if isinstance(item, QuarantineRecord):
-        yield beam.pvalue.TaggedOutput("quarantine", item)
-    else:
-        yield item

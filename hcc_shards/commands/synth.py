@@ -24,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", metavar="FILE", default=None, help="write the ground-truth JSON here")
     parser.add_argument("--workers", type=int, default=1, help="patients generated in parallel processes")
     parser.add_argument(
+        "--faults",
+        metavar="NAMES",
+        default=None,
+        help="damage patients on purpose: 'all' or comma-separated names of hcc_shards.synth.faults.Fault "
+        "(one per eligible patient, in order; see docs/RELIABILITY.md)",
+    )
+    parser.add_argument(
         "--storage-options",
         metavar="JSON",
         default=None,
@@ -35,6 +42,19 @@ def run(args: argparse.Namespace) -> int:
     from hcc_shards.synth import generate_cohort
 
     options = json.loads(args.storage_options) if args.storage_options else None
+    faults = []
+    if args.faults:
+        from hcc_shards.synth.faults import Fault
+
+        known = [f.value for f in Fault]
+        faults = known if args.faults == "all" else [n.strip() for n in args.faults.split(",") if n.strip()]
+        unknown = [n for n in faults if n not in known]
+        if unknown:
+            print(
+                f"hcc-shards synth: unknown faults {unknown}; expected 'all' or some of {known}",
+                file=sys.stderr,
+            )
+            return 2
     started = time.perf_counter()
     truth = generate_cohort(
         args.out,
@@ -46,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         storage_options=options,
         truth_url=args.truth,
     )
+    if faults:
+        from hcc_shards.synth.faults import assign_faults, inject_faults
+
+        for f in inject_faults(args.out, truth, assign_faults(truth, faults), options):
+            print(f"FAULT {f.patient_id}  {f.fault:<28} -> {f.code} ({f.stage}) {f.path}")
     elapsed = time.perf_counter() - started
     for p in truth.patients:
         seg = "no SEG" if p.seg_sop_instance_uid is None else f"SEG on acquisition {p.ct_acquisition_number}"

@@ -93,6 +93,8 @@ def frame_masks(
     elif kind != "BINARY":
         raise QuarantineError(Reason.UNSUPPORTED_SEG, f"SegmentationType {kind!r} is not handled")
     only = header.segments[0].number if len(header.segments) == 1 else None
+    # BINARY frames decode to 0/1 bytes: use them as boolean views instead of a copy per frame.
+    as_view = kind == "BINARY" and frames.dtype == np.uint8 and int(frames.max(initial=0)) <= 1
     for i, f in enumerate(frames):
         number = header.seg_frames[i].segment_number if header.seg_frames else 0
         number = number or only or 0
@@ -106,7 +108,7 @@ def frame_masks(
         if value is None:
             out.append([])
             continue
-        mask = f >= cut if kind == "FRACTIONAL" else f != 0
+        mask = f.view(np.bool_) if as_view else (f >= cut if kind == "FRACTIONAL" else f != 0)
         out.append([(value, mask)])
     return out
 

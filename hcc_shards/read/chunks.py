@@ -8,10 +8,9 @@ Only what docs/FORMAT.md allows is accepted: a regular chunk grid, the ``bytes``
 
 from __future__ import annotations
 
-import itertools
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -219,8 +218,8 @@ def _blosc() -> Any:
     # package it finds next to it, which is ours, not its concern.
     mod = getattr(_local, "blosc", None)
     if mod is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+        # record=True: numcodecs installs its own "once" filter in front of any "ignore" of ours.
+        with warnings.catch_warnings(record=True):
             from numcodecs import blosc as mod
         # Decode in the calling thread: the reader parallelises across patches, and blosc's own
         # thread pool would oversubscribe DataLoader workers.
@@ -262,42 +261,3 @@ def parse_shard_index(meta: ArrayMeta, data: bytes | memoryview, *, what: str) -
     if meta.index_crc:
         buf = _check_crc(buf, f"{what} shard index: ")
     return np.frombuffer(buf, dtype="<u8").reshape((*meta.chunks_per_shard, 2))
-
-
-# -- region arithmetic -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChunkPart:
-    """One (inner) chunk a region touches, and where its data goes."""
-
-    chunk: tuple[int, ...]
-    """Global chunk coordinates (in units of ``chunk_shape``)."""
-    src: tuple[slice, ...]
-    """Part of the decoded chunk inside the region."""
-    dst: tuple[slice, ...]
-    """Where that part goes in the output array of the region."""
-
-
-def region_parts(meta: ArrayMeta, start: Sequence[int], stop: Sequence[int]) -> Iterator[ChunkPart]:
-    """Every chunk that overlaps ``[start, stop)`` clipped to the array, in C order.
-
-    ``start`` may be negative and ``stop`` may exceed the shape: the caller pads the rest.
-    """
-    per_axis: list[list[tuple[int, slice, slice]]] = []
-    for s0, s1, n, c in zip(start, stop, meta.shape, meta.chunk_shape, strict=True):
-        lo, hi = max(int(s0), 0), min(int(s1), n)
-        if lo >= hi:
-            return
-        axis: list[tuple[int, slice, slice]] = []
-        for ci in range(lo // c, (hi - 1) // c + 1):
-            c0 = ci * c
-            a0, a1 = max(lo, c0), min(hi, c0 + c)
-            axis.append((ci, slice(a0 - c0, a1 - c0), slice(a0 - int(s0), a1 - int(s0))))
-        per_axis.append(axis)
-    for combo in itertools.product(*per_axis):
-        yield ChunkPart(
-            chunk=tuple(c[0] for c in combo),
-            src=tuple(c[1] for c in combo),
-            dst=tuple(c[2] for c in combo),
-        )

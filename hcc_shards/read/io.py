@@ -27,6 +27,8 @@ from hcc_shards.read.cache import CacheSettings, DiskCache
 T = TypeVar("T")
 
 _TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_OPEN = 256
+"""Local files kept open (mapped) per process; the oldest is let go beyond this (descriptor limits)."""
 _FORKS = [0]
 """Forks this process descends from; a change means the per-process state is stale. Cheaper than
 ``os.getpid()``, which is a system call, on the per-chunk path."""
@@ -304,6 +306,10 @@ class ByteStore:
                         fd = os.open(path, os.O_RDONLY)
                     except (FileNotFoundError, NotADirectoryError):
                         return None
+                    if len(self._fds) >= _MAX_OPEN:
+                        # A reader still using it gets EBADF, which is retried with a fresh descriptor.
+                        with contextlib.suppress(OSError):
+                            os.close(self._fds.pop(next(iter(self._fds))))
                     self._fds[path] = fd
         return fd
 
@@ -324,6 +330,9 @@ class ByteStore:
                         view = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else b"")
                     finally:
                         os.close(fd)
+                    if len(self._maps) >= _MAX_OPEN:
+                        # The map closes once no chunk decoded from it is referenced any more.
+                        self._maps.pop(next(iter(self._maps)))
                     self._maps[path] = view
         self.stats.requests += 1
         part = view[start:end]
@@ -332,10 +341,9 @@ class ByteStore:
 
     def _pread(self, path: str, start: int, end: int) -> bytes | None:
         self._check_pid()
-        fd = self._fd(path)
-        if fd is None:
+        if self._fd(path) is None:
             return None
-        data = self._retrying(lambda: os.pread(fd, end - start, start))
+        data = self._retrying(lambda: os.pread(self._fd(path), end - start, start))  # type: ignore[arg-type]
         self.stats.requests += 1
         self.stats.bytes += len(data)
         return data

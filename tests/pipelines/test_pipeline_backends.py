@@ -38,7 +38,9 @@ def dask_scheduler() -> Iterator[str]:
 
 def _upload(local_root: str, url: str, options: dict[str, Any]) -> int:
     fs, path = storage.filesystem(url, options)
-    fs.put(local_root.rstrip("/") + "/", path, recursive=True)
+    # A few uploads at a time: gcp-storage-emulator resets connections under fsspec's default
+    # concurrency, and gcsfs's retries with back-off then take minutes.
+    fs.put(local_root.rstrip("/") + "/", path, recursive=True, batch_size=4)
     fs.invalidate_cache()
     return len(fs.find(path))
 

@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -55,7 +56,9 @@ def _with_crc(data: bytes) -> bytes:
 def _compress(raw: bytes, compressor: str, itemsize: int) -> bytes:
     if compressor == "zstd":
         return zstandard.ZstdCompressor(level=3).compress(raw)
-    from numcodecs import blosc
+    with warnings.catch_warnings(record=True):
+        # numcodecs warns about the crc32c package installed next to it; not this writer's concern.
+        from numcodecs import blosc
 
     return blosc.compress(raw, b"lz4", 5, blosc.SHUFFLE, itemsize)
 

@@ -163,3 +163,12 @@ def test_missing_pointer_and_columns(tmp_path, mini_root):
     pq.write_table(pq.read_table(path).drop(["shape_zyx"]), path)
     with pytest.raises(FormatError, match=r"missing columns \['shape_zyx'\]"):
         open_dataset(root)
+
+
+def test_absent_shard_reads_as_fill(tmp_path, mini_root, mini_cases):
+    root = _copy(tmp_path, mini_root)
+    os.remove(os.path.join(root, "versions/0123456789ab/cases/A/0/c/0/1/0"))  # z 0-16, y 32-64, x 0-32
+    image = open_dataset(root).case("A").image[...]
+    assert np.all(image[0:16, 32:48, 0:32] == -1024)
+    np.testing.assert_array_equal(image[16:], mini_cases[0].image[16:])
+    np.testing.assert_array_equal(image[:16, :32], mini_cases[0].image[:16, :32])

@@ -149,3 +149,17 @@ def test_settings_are_checked():
         IOSettings(max_concurrency=0)
     with pytest.raises(ValueError, match="max_bytes must be positive, got 0"):
         CacheSettings("/tmp/x", 0)
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_open_files_stay_bounded(monkeypatch, mini_root, mini_cases, use_mmap):
+    import hcc_shards.read.io as io_module
+
+    monkeypatch.setattr(io_module, "_MAX_OPEN", 2)
+    ds = open_dataset(mini_root, io_settings=IOSettings(use_mmap=use_mmap))
+    for _ in range(2):
+        for src in mini_cases:
+            case = ds.case(src.case_id)
+            np.testing.assert_array_equal(case.image[...], src.image)
+            np.testing.assert_array_equal(case.label[...], src.label)
+    assert len(ds.store._maps) <= 2 and len(ds.store._fds) <= 2

@@ -109,3 +109,34 @@ def test_patch_stream_over_the_gcs_emulator_equals_local(zstd_built, gcs):
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.label, b.label)
     assert remote_ds.store.stats.requests > 0 and not remote_ds.store.is_local
+
+
+def test_forced_foreground_patches_use_the_writers_locations(zstd_built):
+    url = zstd_built[0]
+    ds = open_dataset(url)
+    sampler = RandomPatches((8, 16, 16), samples_per_epoch=24, foreground_probability=1.0)
+    value_of = {name: value for value, name in ds.label_names.items()}
+    for patch in PatchStream(ds, sampler, seed=5, threads=0):
+        assert patch.spec.label is not None
+        assert (patch.label == value_of[patch.spec.label]).any()
+
+
+def test_corrupted_chunk_of_a_written_case_names_it(zstd_built, tmp_path):
+    import os
+    import shutil
+
+    from hcc_shards.errors import CorruptChunkError
+
+    url, cases, _ = zstd_built
+    root = tmp_path / "copy"
+    shutil.copytree(url, root)
+    ds = open_dataset(str(root))
+    case = ds.case(cases[0].case_id)
+    shard = os.path.join(str(root), "versions", ds.version, case.path, "0", "c", "0", "0", "0")
+    with open(shard, "r+b") as f:
+        f.seek(case.image.meta.index_nbytes + 3)  # inside the first stored chunk
+        byte = f.read(1)
+        f.seek(case.image.meta.index_nbytes + 3)
+        f.write(bytes([byte[0] ^ 0x55]))
+    with pytest.raises(CorruptChunkError, match=rf"case '{cases[0].case_id}' image: chunk"):
+        case.image[...]

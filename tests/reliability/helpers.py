@@ -57,7 +57,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_build_process(input_url: str, output_url: str, *flags: str, **env: str) -> subprocess.CompletedProcess:
+def run_build_process(
+    input_url: str, output_url: str, *flags: str, **env: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         build_command(input_url, output_url, *flags),
         env=child_env(**env),

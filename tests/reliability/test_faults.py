@@ -55,7 +55,9 @@ def test_faults_core_functions(cohorts: Cohorts) -> None:
         np.testing.assert_array_equal(a.label, b.label, err_msg=cid)
         assert a.geometry == b.geometry, cid
         assert a.provenance == b.provenance, cid
-        assert (a.warnings, a.unknown_segments, a.qc_flags) == (b.warnings, b.unknown_segments, b.qc_flags), cid
+        assert (a.warnings, a.unknown_segments, a.qc_flags) == (b.warnings, b.unknown_segments, b.qc_flags), (
+            cid
+        )
 
 
 @pytest.mark.slow
@@ -84,3 +86,35 @@ def test_faults_beam_build(cohorts: Cohorts, tmp_path: Path) -> None:
             b = {k: v for k, v in faulted_files.items() if k.startswith(prefix)}
             assert a and a == b, f"{cid}: {prefix} differs"
     assert not [k for k in faulted_files if k.startswith("cases/") and k.split("/")[1] not in faulted_rows]
+
+
+@pytest.mark.soak
+def test_faults_core_functions_idc_layout(tmp_path: Path) -> None:
+    """The same catalogue in the flat IDC bucket layout, where folder names say nothing."""
+    import shutil
+
+    from conftest import PATIENTS, SEED
+
+    from hcc_shards.synth import generate_cohort
+    from hcc_shards.synth.faults import assign_faults, inject_faults
+
+    clean, faulted = tmp_path / "clean", tmp_path / "faulted"
+    truth = generate_cohort(str(clean), patients=PATIENTS, size="small", layout="idc", seed=SEED, workers=2)
+    shutil.copytree(clean, faulted)
+    faults = inject_faults(str(faulted), truth, assign_faults(truth, list(Fault)))
+    cohorts = Cohorts(str(clean), str(faulted), truth, faults)
+    test_faults_core_functions(cohorts)
+
+
+def test_synth_command_injects_faults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hcc_shards.cli import main as cli_main
+    from hcc_shards.dicom import plan_records
+
+    out = tmp_path / "cohort"
+    assert cli_main(["synth", str(out), "--patients", "4", "--faults", "zero_byte,empty_seg"]) == 0
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("FAULT")]
+    assert [ln.split()[2] for ln in printed] == ["zero_byte", "empty_seg"]
+    codes = Counter(r["code"] for r in plan_records(str(out)) if r["kind"] == "quarantine")
+    assert codes == Counter({"unreadable": 1, "empty_seg": 1})
+    assert cli_main(["synth", str(tmp_path / "x"), "--patients", "1", "--faults", "no_such_fault"]) == 2
+    assert not (tmp_path / "x").exists()
