@@ -86,6 +86,20 @@ def case_png(image: np.ndarray, label: np.ndarray, spacing_zyx: Sequence[float],
     return buf.getvalue()
 
 
+def _bins(values: np.ndarray, n: int = 20) -> np.ndarray:
+    """Histogram bin edges that also work when every value is (almost) the same.
+
+    numpy refuses 20 bins over a range of a few ulps, which is what one target spacing gives after
+    float round trips, so such data get one bin of width 1% around their value.
+    """
+    values = np.asarray(values, dtype=float)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+        half = max(abs(hi) * 0.01, 1e-3)
+        return np.array([lo - half, hi + half])
+    return np.linspace(lo, hi, n + 1)
+
+
 def cohort_png(
     source_spacings: Sequence[Sequence[float]],
     spacings: Sequence[Sequence[float]],
@@ -101,11 +115,12 @@ def cohort_png(
     src = np.asarray(source_spacings, dtype=float).reshape(-1, 3)
     out = np.asarray(spacings, dtype=float).reshape(-1, 3)
     for ax, col, title in ((axes[0, 0], 0, "slice spacing z (mm)"), (axes[0, 1], 2, "pixel spacing x (mm)")):
-        ax.hist(src[:, col], bins=20, color="0.5", label="CT grid")
-        ax.hist(out[:, col], bins=20, color="black", alpha=0.7, label="stored grid")
+        ax.hist(src[:, col], bins=_bins(src[:, col]), color="0.5", label="CT grid")
+        ax.hist(out[:, col], bins=_bins(out[:, col]), color="black", alpha=0.7, label="stored grid")
         ax.set_title(title)
         ax.legend(fontsize=8)
-    axes[0, 2].hist(src[:, 0] / np.maximum(src[:, 2], 1e-9), bins=20, color="0.5")
+    ratio = src[:, 0] / np.maximum(src[:, 2], 1e-9)
+    axes[0, 2].hist(ratio, bins=_bins(ratio), color="0.5")
     axes[0, 2].set_title("CT anisotropy z / x")
     # Liver and tumour get a panel each; the two vessels share the last one.
     panels = {
@@ -117,7 +132,13 @@ def cohort_png(
     for lab in LABELS:
         ax = panels[lab.name]
         vols = [v for v in volumes_ml.get(lab.name, []) if v > 0]
-        ax.hist(vols, bins=20, alpha=0.6, color=np.asarray(lab.rgba[:3]) / 255.0, label=lab.display)
+        ax.hist(
+            vols,
+            bins=_bins(np.asarray(vols)),
+            alpha=0.6,
+            color=np.asarray(lab.rgba[:3]) / 255.0,
+            label=lab.display,
+        )
         ax.set_title("volume (cm3)")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -178,3 +178,16 @@ def test_commit_refuses_incomplete_cases_and_split_leaks(built, tmp_path):
     leaked = [same_patient[0], replace(same_patient[1], split=other)]
     with pytest.raises(FormatError, match="patient HCC_003 is in splits"):
         commit_dataset(out, leaked, [], CONFIG, {})
+
+
+def test_cohort_png_with_identical_spacings_after_float_round_trips():
+    # One target spacing read back through JSON/parquet differs by a few ulps between cases.
+    from hcc_shards.shards.qc import cohort_png
+
+    sp = [
+        (2.5, 0.78125, 0.78125),
+        (2.5, 0.78125 + 1e-16, 0.78125 - 1e-16),
+        (2.5000000000000004, 0.78125, 0.78125),
+    ]
+    png = cohort_png(sp, sp, {"liver": [1500.0, 1500.0000001], "tumor": [10.0]})
+    assert png.startswith(b"\x89PNG")
