@@ -3,18 +3,18 @@
 ``python -m pipelines.build --input IN --output OUT [--runner ...] [Beam flags]`` and
 ``hcc-shards build IN OUT [...]`` both end in :func:`run_build`.
 
-Graph (one terminal step; failures travel as data)::
+Graph (one terminal step; failures travel as data; docs/RUNNERS.md has the details):
 
-    ListFiles -> IndexHeaders -+-> headers -> PairByPatient -+-> pairings -> SelectCases -+-> ResolveTarget -+
-                               |                             |                            |                 | (side input)
-                               +-> records                   +-> records                  +-> BuildCases <--+
-                                      \\__________ Outcomes (records, index totals, target, cases) __________/
-                                                               |
-                                                            Commit  (ToList -> commit_outcomes)
+1. ListFiles -> IndexHeaders: headers, and records of files that are not usable DICOM.
+2. headers -> PairByPatient: pairings, and records of SEGs that cannot be paired.
+3. pairings -> SelectCases (--limit) -> ResolveTarget: the one BuildTarget (fingerprint).
+4. pairings + target (side input, or a grouped join on Dask) -> BuildCases: case outcomes.
+5. Flatten(start, index totals, records, target, case outcomes) -> Commit: the summary.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -27,6 +27,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hcc_shards import storage
+from hcc_shards.errors import ConfigError
 from hcc_shards.shards import read_latest
 from hcc_shards.shards.atomic import read_json
 from pipelines import runners, steps, transforms
@@ -52,10 +53,14 @@ def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | 
         | "List files" >> transforms.ListFiles(plan)
         | "Index headers" >> transforms.IndexHeaders(plan)
     )
+    # Global combines without defaults: Beam injects a default through a side input, which the
+    # DaskRunner would evaluate by recomputing the upstream graph. "Start" keeps the commit alive
+    # on an input with nothing in it.
+    start = pipeline | "Start" >> beam.Create([None]) | "Start outcome" >> beam.Map(steps.start_outcome)
     index_totals = (
         index_results
         | "Index stats" >> beam.Map(steps.index_stats)
-        | "Sum index stats" >> beam.CombineGlobally(steps.add_index_stats)
+        | "Sum index stats" >> beam.CombineGlobally(steps.add_index_stats).without_defaults()
         | "Index outcome" >> beam.Map(steps.index_outcome)
     )
     # Two filters, not one multi-output ParDo: the DaskRunner merges tagged outputs into the main one.
@@ -74,7 +79,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | 
     )
     target_data = target | "Target outcome" >> beam.Map(steps.target_outcome)
     return (
-        (records, index_totals, target_data, cases)
+        (start, records, index_totals, target_data, cases)
         | "Outcomes" >> beam.Flatten()
         | "Commit" >> transforms.Commit(plan)
     )
@@ -90,6 +95,7 @@ def run_build(argv: Sequence[str], *, progress: bool = True) -> steps.Summary:
         if runners.reports_progress(options) and options.view_as(HccShardsOptions).progress_dir is None:
             options = PipelineOptions([*argv, f"--progress_dir={tmp}"])
         plan = BuildPlan.from_options(options)
+        _check_local_input(plan)
         pipeline = beam.Pipeline(runner=runners.make_runner(options), options=options)
         build_pipeline(pipeline, plan)
         stop = threading.Event()
@@ -98,18 +104,29 @@ def run_build(argv: Sequence[str], *, progress: bool = True) -> steps.Summary:
             watcher = threading.Thread(target=_watch, args=(plan.progress_dir, stop), daemon=True)
             watcher.start()
         try:
-            runners.run_to_completion(pipeline)
+            values = runners.run_to_completion(pipeline) or []
         finally:
             stop.set()
             if watcher is not None:
                 watcher.join(timeout=5)
         if watcher is not None:
             _report(*steps.progress(plan.progress_dir))
-        return _summary_of(plan)
+        returned = [v for v in values if isinstance(v, steps.Summary)]
+        return returned[0] if returned else _summary_of(plan)
+
+
+def _check_local_input(plan: BuildPlan) -> None:
+    """Fail before starting workers when a local input is missing (remote inputs are checked by the
+    listing step, where the workers' credentials apply)."""
+    if storage.protocol_of(plan.input_url) == "file":
+        fs, path = storage.filesystem(plan.input_url)
+        if not fs.exists(path):
+            raise ConfigError(f"input {plan.input_url!r} does not exist; expected a folder or file of DICOM")
 
 
 def _summary_of(plan: BuildPlan) -> steps.Summary:
-    """The summary the commit step left in the progress directory, else the one in dataset.json."""
+    """The summary the commit step left in the progress directory, else the one in dataset.json
+    (on remote runners, a rerun that changed nothing finds the previous run's summary there)."""
     if plan.progress_dir:
         try:
             with open(f"{plan.progress_dir}/summary.json") as f:
@@ -157,8 +174,18 @@ def format_summary(summary: steps.Summary) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        parser = argparse.ArgumentParser(
+            prog="python -m pipelines.build",
+            description="Build a hcc-shards dataset. Beam's own flags (--runner, --direct_num_workers, "
+            "--dask_client_address, ...) are accepted too; see docs/RUNNERS.md.",
+        )
+        HccShardsOptions._add_argparse_args(parser)
+        parser.print_help()
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    summary = run_build(list(sys.argv[1:] if argv is None else argv))
+    summary = run_build(argv)
     print(format_summary(summary))
     return 0
 

@@ -91,6 +91,12 @@ class HccShardsOptions(PipelineOptions):
             help="Number of parallel listing tasks over the input's top-level prefixes.",
         )
         parser.add_argument(
+            "--target_join",
+            choices=("side_input", "grouped"),
+            default="side_input",
+            help="How cases receive the resolved target: a side input, or a grouped join (used on Dask).",
+        )
+        parser.add_argument(
             "--progress_dir",
             default=None,
             help="Local directory where workers report progress (set by the launcher on local runners).",
@@ -119,6 +125,8 @@ class BuildPlan:
     """Local directory for progress reports, or None for no reports."""
     started_at: float = 0.0
     """Unix time when the launcher started the build (for the summary's wall time)."""
+    target_join: str = "side_input"
+    """'side_input' or 'grouped' (see pipelines.transforms.BuildCases)."""
 
     def __post_init__(self) -> None:
         if not self.input_url:
@@ -127,6 +135,8 @@ class BuildPlan:
             raise ConfigError("the output URL is empty; pass OUTPUT (or --output) naming where to write")
         if self.limit < 0:
             raise ConfigError(f"--limit must be >= 0, got {self.limit}")
+        if self.target_join not in ("side_input", "grouped"):
+            raise ConfigError(f"--target_join must be 'side_input' or 'grouped', got {self.target_join!r}")
         if self.listing_shards < 1:
             raise ConfigError(f"--listing_shards must be >= 1, got {self.listing_shards}")
         if storage.join(self.output_url, "") == storage.join(self.input_url, ""):
@@ -170,6 +180,7 @@ class BuildPlan:
             listing_shards=int(o.listing_shards),
             progress_dir=o.progress_dir,
             started_at=time.time(),
+            target_join=o.target_join,
         )
 
 

@@ -7,7 +7,9 @@
 - ``DaskRunner``: ``apache_beam.runners.dask.dask_runner.DaskRunner`` against
   ``--dask_client_address``. Each created element becomes its own partition
   (``--dask_partition_size=1`` unless a partitioning flag is given): Beam's default of 128
-  elements per partition would put a whole build in one task.
+  elements per partition would put a whole build in one task. Cases get the target through a
+  grouped join, not a side input (``--target_join=grouped``): the DaskRunner evaluates a side
+  input by recomputing its upstream graph inside every task that reads it.
 - ``DataflowRunner``, ``PortableRunner``, ``FlinkRunner``, ``SparkRunner``, ``PrismRunner``:
   passed to Beam by name, with whatever flags they need.
 """
@@ -71,8 +73,11 @@ def with_runner_defaults(argv: Sequence[str]) -> list[str]:
             out.append("--direct_num_workers=0")
         if not _given(out, "--direct_running_mode"):
             out.append("--direct_running_mode=multi_processing")
-    elif name == DASK and not _given(out, "--dask_partition_size", "--dask_npartitions"):
-        out.append("--dask_partition_size=1")
+    elif name == DASK:
+        if not _given(out, "--dask_partition_size", "--dask_npartitions"):
+            out.append("--dask_partition_size=1")
+        if not _given(out, "--target_join"):
+            out.append("--target_join=grouped")
     return out
 
 
@@ -122,14 +127,23 @@ def make_runner(options: PipelineOptions) -> PipelineRunner | str:
     return name
 
 
-def run_to_completion(pipeline) -> None:
-    """Run ``pipeline``, wait for it, release runner resources, and raise unless it finished DONE."""
+def run_to_completion(pipeline) -> list | None:
+    """Run ``pipeline``, wait for it, release runner resources, and raise unless it finished DONE.
+
+    Returns the elements of the terminal PCollection when the runner hands them back (DaskRunner
+    computes the last step on the client's futures), else None.
+    """
     result = pipeline.run()
+    values = None
     try:
         state = result.wait_until_finish()
+        futures = getattr(result, "futures", None)  # DaskRunnerResult
+        if futures is not None and state == PipelineState.DONE:
+            values = [item for part in result.client.gather(futures) for item in part]
     finally:
         client = getattr(result, "client", None)  # DaskRunner's distributed.Client
         if client is not None:
             client.close()
     if state is not None and state != PipelineState.DONE:
         raise RuntimeError(f"the pipeline ended in state {state}, expected {PipelineState.DONE}")
+    return values

@@ -116,8 +116,12 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
 
     if fs.isfile(root):
         return [FileRef(url_of(root), int(fs.size(root)))] if task.shard == 0 else []
+    try:
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"input {task.root!r} does not exist or cannot be listed") from exc
     refs: list[FileRef] = []
-    for entry in fs.ls(root, detail=True):
+    for entry in entries:
         name = entry["name"].rstrip("/")
         if shard_of(name.rsplit("/", 1)[-1], task.shards) != task.shard:
             continue
@@ -285,6 +289,15 @@ def resolve_target(spacings: list[tuple[float, float, float]], plan: BuildPlan) 
     return target
 
 
+def attach_target(items: Iterable[Pairing | BuildTarget]) -> list[tuple[Pairing, BuildTarget]]:
+    """Pair every pairing with the one target among ``items`` (the grouped join of BuildCases)."""
+    items = list(items)
+    targets = [i for i in items if isinstance(i, BuildTarget)]
+    if len(targets) != 1:
+        raise ValueError(f"expected exactly one BuildTarget among the grouped items, got {len(targets)}")
+    return [(i, targets[0]) for i in items if not isinstance(i, BuildTarget)]
+
+
 # -- 5. cases ----------------------------------------------------------------------------
 
 
@@ -292,8 +305,9 @@ def resolve_target(spacings: list[tuple[float, float, float]], plan: BuildPlan) 
 class Outcome:
     """One result on its way to the commit step; exactly the fields its ``kind`` uses are set."""
 
-    kind: Literal["case", "quarantine", "index", "target"]
-    """case: a written or resumed case; quarantine: a record; index: listing totals; target: the target."""
+    kind: Literal["start", "case", "quarantine", "index", "target"]
+    """start: the one outcome every build has (so the commit runs on an empty input); case: a written
+    or resumed case; quarantine: a record; index: listing totals; target: the resolved target."""
     row: ManifestRow | None = None
     """kind=case: the manifest row."""
     record: QuarantineRecord | None = None
@@ -310,6 +324,10 @@ class Outcome:
     """kind=index: listing and header totals."""
     target: BuildTarget | None = None
     """kind=target: the resolved target."""
+
+
+def start_outcome(_: object = None) -> Outcome:
+    return Outcome(kind="start")
 
 
 def quarantine_outcome(record: QuarantineRecord) -> Outcome:
@@ -404,6 +422,7 @@ class Summary:
     version_url: str
     """Dataset version the build wrote (or found complete)."""
     config_hash: str
+    """Hash of the resolved BuildConfig: the version folder's name."""
     cases_total: int
     """Cases selected (after --limit)."""
     cases_written: int
@@ -411,7 +430,9 @@ class Summary:
     cases_resumed: int
     """Cases found complete and kept."""
     quarantined: int
+    """Quarantine records of this build (files, SEGs and cases set aside)."""
     quarantined_by_reason: tuple[tuple[str, int], ...]
+    """(reason code, count), sorted by code."""
     files: int
     """Input objects listed."""
     bytes_read: int
@@ -425,6 +446,7 @@ class Summary:
     committed: bool
     """False when the version was already committed with the same manifest and quarantine."""
     target_spacing_zyx: tuple[float, float, float] | None = None
+    """Resolved target spacing in mm; None when the build had no case."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}

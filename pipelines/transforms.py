@@ -92,7 +92,8 @@ class SelectCases(beam.PTransform):
             return pairings
         return (
             pairings
-            | "First cases" >> beam.combiners.Top.Of(self.limit, key=steps.case_sort_key, reverse=True)
+            | "First cases"
+            >> beam.combiners.Top.Of(self.limit, key=steps.case_sort_key, reverse=True).without_defaults()
             | "Unlist" >> beam.FlatMap(lambda xs: xs)
         )
 
@@ -107,20 +108,38 @@ class ResolveTarget(beam.PTransform):
         return (
             pairings
             | "Spacing" >> beam.Map(steps.pairing_spacing)
-            | "All spacings" >> beam.combiners.ToList()
+            | "All spacings" >> beam.combiners.ToList().without_defaults()
             | "Resolve" >> beam.Map(steps.resolve_target, self.plan)
         )
 
 
 @dataclass
 class BuildCases(beam.PTransform):
-    """Pairing -> Outcome: decode, resample and write each case, with the target as a side input."""
+    """Pairing -> Outcome: decode, resample and write each case against the one BuildTarget.
+
+    ``join="side_input"`` hands the target to every case as a singleton side input.
+    ``join="grouped"`` brings target and pairings together with a GroupByKey on one key and spreads
+    the pairs out again: Beam's DaskRunner evaluates a side input by recomputing its whole upstream
+    graph inside every task that reads it, so on Dask the grouped join is far cheaper.
+    """
 
     plan: BuildPlan
     target: Any
     """PCollection holding the single BuildTarget."""
 
     def expand(self, pairings):
+        if self.plan.target_join == "grouped":
+            return (
+                (
+                    pairings | "Key pairings" >> beam.Map(lambda p: (0, p)),
+                    self.target | "Key target" >> beam.Map(lambda t: (0, t)),
+                )
+                | "Together" >> beam.Flatten()
+                | "Group with target" >> beam.GroupByKey()
+                | "Attach target" >> beam.FlatMap(lambda kv: steps.attach_target(kv[1]))
+                | "Spread cases" >> Spread(key=lambda pt: pt[0].seg.sop_instance_uid)
+                | "Build case" >> beam.Map(lambda pt, plan: steps.build_case(pt[0], pt[1], plan), self.plan)
+            )
         return (
             pairings
             | "Spread cases" >> Spread(key=lambda p: p.seg.sop_instance_uid)
@@ -142,6 +161,6 @@ class Commit(beam.PTransform):
     def expand(self, outcomes):
         return (
             outcomes
-            | "All outcomes" >> beam.combiners.ToList()
+            | "All outcomes" >> beam.combiners.ToList().without_defaults()
             | "Commit dataset" >> beam.Map(steps.commit_outcomes, self.plan)
         )

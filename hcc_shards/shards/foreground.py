@@ -42,18 +42,13 @@ def class_foreground(
     if label.ndim != 3 or label.dtype != np.uint8:
         raise ValueError(f"label must be a 3-D uint8 array, got {label.ndim}-D {label.dtype}")
     out: dict[str, ClassForeground] = {}
+    boxes = _bounding_boxes(label)
     for lab in LABELS:
-        mask = label == lab.value
-        zi = np.flatnonzero(mask.any(axis=(1, 2)))
-        if zi.size == 0:
+        if lab.value not in boxes:
             out[lab.name] = ClassForeground(lab.name, 0, None, np.zeros((0, 3), dtype=np.int32))
             continue
-        z0, z1 = int(zi[0]), int(zi[-1]) + 1
-        sub = mask[z0:z1]
-        yi = np.flatnonzero(sub.any(axis=(0, 2)))
-        xi = np.flatnonzero(sub.any(axis=(0, 1)))
-        y0, y1, x0, x1 = int(yi[0]), int(yi[-1]) + 1, int(xi[0]), int(xi[-1]) + 1
-        box = sub[:, y0:y1, x0:x1]
+        z0, z1, y0, y1, x0, x1 = boxes[lab.value]
+        box = label[z0:z1, y0:y1, x0:x1] == lab.value
         flat = np.flatnonzero(box)
         n = sample_count(flat.size, min_samples, fraction)
         rng = np.random.default_rng(_seed_words(seed, case_id, lab.value))
@@ -65,6 +60,42 @@ def class_foreground(
         out[lab.name] = ClassForeground(
             lab.name, int(flat.size), ((z0, y0, x0), (z1, y1, x1)), zyx.astype(np.int32)
         )
+    return out
+
+
+def _bounding_boxes(label: np.ndarray, slab: int = 16) -> dict[int, tuple[int, int, int, int, int, int]]:
+    """{label value: (z0, z1, y0, y1, x0, x1)} of every known label present, in one pass over the volume.
+
+    Voxel value v sets bit v (values of 8 and more set none; the known labels are 1 to 4): OR
+    projections of the bits onto z and onto the (y, x) plane give every label's extent at once,
+    slab by slab so the temporaries stay small.
+    """
+    if any(lab.value >= 8 for lab in LABELS):
+        raise ValueError(
+            f"label values must be < 8 for the bit projections, got {[lab.value for lab in LABELS]}"
+        )
+    nz = label.shape[0]
+    z_bits = np.zeros(nz, dtype=np.uint8)
+    plane = np.zeros(label.shape[1:], dtype=np.uint8)
+    for z0 in range(0, nz, slab):
+        bits = np.left_shift(np.uint8(1), label[z0 : z0 + slab])
+        z_bits[z0 : z0 + slab] = np.bitwise_or.reduce(bits.reshape(bits.shape[0], -1), axis=1)
+        plane |= np.bitwise_or.reduce(bits, axis=0)
+    y_bits = np.bitwise_or.reduce(plane, axis=1)
+    x_bits = np.bitwise_or.reduce(plane, axis=0)
+    out = {}
+    for lab in LABELS:
+        bit = np.uint8(1 << lab.value)
+        zi, yi, xi = (np.flatnonzero(p & bit) for p in (z_bits, y_bits, x_bits))
+        if zi.size:
+            out[lab.value] = (
+                int(zi[0]),
+                int(zi[-1]) + 1,
+                int(yi[0]),
+                int(yi[-1]) + 1,
+                int(xi[0]),
+                int(xi[-1]) + 1,
+            )
     return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -31,7 +31,7 @@ from hcc_shards.quarantine import Reason
 from hcc_shards.storage import filesystem, join
 from hcc_shards.synth.cohort import encode_dataset
 from hcc_shards.synth.layout import ct_path, seg_path
-from hcc_shards.synth.plan import PatientPlan, Quirk, plan_patient
+from hcc_shards.synth.plan import PatientPlan, Quirk, SeriesPlan, plan_patient
 from hcc_shards.synth.seg import SEG_SERIES_DESCRIPTION, SEG_SERIES_NUMBER
 from hcc_shards.synth.truth import CohortTruth
 from hcc_shards.synth.uids import derive_uid
@@ -262,10 +262,10 @@ class _Patient:
     def rm(self, rel: str) -> None:
         self.fs.rm_file(self.path(rel))
 
-    def series_dir(self, series) -> str:
+    def series_dir(self, series: SeriesPlan) -> str:
         return ct_path(self.layout, self.plan, self.study, series, 1, "0").rsplit("/", 1)[0]
 
-    def files_of(self, series) -> list[str]:
+    def files_of(self, series: SeriesPlan) -> list[str]:
         base = self.path(self.series_dir(series))
         prefix = self.root.rstrip("/") + "/"
         return sorted(p[len(prefix) :] if p.startswith(prefix) else p for p in self.fs.find(base))
@@ -304,8 +304,6 @@ class _Patient:
 
     def new_rel(self, number: int, description: str, series_uid: str, sop_uid: str) -> str:
         """Path of a new single-file series, in the cohort's layout."""
-        from dataclasses import replace
-
         series = replace(self.series, series_uid=series_uid, series_number=number, description=description)
         return ct_path(self.layout, self.plan, self.study, series, 1, sop_uid)
 

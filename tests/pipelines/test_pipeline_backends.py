@@ -123,7 +123,11 @@ def test_dask_local_cluster_build_matches_direct_runner(
 ) -> None:
     out = tmp_path / "out"
     summary = build(
-        small_cohort.root, str(out), "--runner=DaskRunner", f"--dask_client_address={dask_scheduler}"
+        small_cohort.root,
+        str(out),
+        "--runner=DaskRunner",
+        f"--dask_client_address={dask_scheduler}",
+        "--listing_shards=4",
     )
     reference_version, ref_summary = reference
     assert (summary.cases_written, summary.quarantined) == (
@@ -133,7 +137,11 @@ def test_dask_local_cluster_build_matches_direct_runner(
     _assert_same_dataset(reference_version, summary.version_url, {}, small_cohort.root, small_cohort.root)
     # A rerun on Dask resumes every case and leaves the committed version alone.
     again = build(
-        small_cohort.root, str(out), "--runner=DaskRunner", f"--dask_client_address={dask_scheduler}"
+        small_cohort.root,
+        str(out),
+        "--runner=DaskRunner",
+        f"--dask_client_address={dask_scheduler}",
+        "--listing_shards=4",
     )
     assert (again.cases_written, again.cases_resumed, again.committed) == (
         0,

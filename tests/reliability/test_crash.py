@@ -18,8 +18,9 @@ from helpers import assert_same_output, build_command, child_env
 from hcc_shards.read import open_dataset
 from hcc_shards.verify import verify_case
 
-CI_SEEDS = (1,)
-SOAK_SEEDS = tuple(range(2, 14))
+CI_SEEDS = (5,)
+"""Two kills: one with two cases complete, one while the first case is being written."""
+SOAK_SEEDS = tuple(s for s in range(1, 14) if s not in CI_SEEDS)
 
 
 @dataclass
@@ -84,36 +85,44 @@ def _kill(proc: subprocess.Popen) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reference(small_cohort: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, float]:
-    """A clean build in a child process: (output, seconds until the first case appeared, total seconds)."""
+def reference(small_cohort: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean build in a child process: what every interrupted output must end up as."""
     out = tmp_path_factory.mktemp("crash-ref") / "out"
-    start = time.monotonic()
     proc = _start(small_cohort, out)
-    first = None
-    while proc.poll() is None:
-        if first is None and any((out / "versions").glob("*/cases/*")):
-            first = time.monotonic() - start
-        time.sleep(0.01)
-    total = time.monotonic() - start
-    assert proc.returncode == 0
-    return out, first if first is not None else total * 0.5, total
+    assert proc.wait(timeout=600) == 0
+    return out
 
 
-def _crash_and_resume(seed: int, cohort: str, reference, tmp_path: Path) -> None:
-    ref, first, total = reference
+def _kill_at_random_moment(proc: subprocess.Popen, out: Path, rng: random.Random) -> str | None:
+    """Wait until ``k`` cases are complete (k drawn from 0..3; with k = 0, until the first case
+    directory appears; with all 3 complete the build is committing), then a random 0-400 ms more,
+    then SIGKILL. Returns what was interrupted, or None when the build had already finished."""
+    k = rng.randrange(4)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        done = len(list(out.glob("versions/*/cases/*/_COMPLETE.json")))
+        started = any(out.glob("versions/*/cases/*"))
+        if (k == 0 and started) or (k > 0 and done >= k):
+            break
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, 0.4))
+    markers = len(list(out.glob("versions/*/cases/*/_COMPLETE.json")))
+    committed = (out / "LATEST.json").exists()
+    if not _kill(proc):
+        return None
+    return f"waited for {k} cases; killed with {markers} complete, committed={committed}"
+
+
+def _crash_and_resume(seed: int, cohort: str, reference: Path, tmp_path: Path) -> None:
     rng = random.Random(seed)
     out = tmp_path / f"out-{seed}"
     reader = ReaderPoll(out).start()
     try:
         kills = []
         for _ in range(rng.choice((1, 2))):  # one or two crashes before the run that finishes
-            proc = _start(cohort, out)
-            time.sleep(rng.uniform(max(0.0, first - 1.0), max(first, total - 0.5)))
-            markers = len(list(out.glob("versions/*/cases/*/_COMPLETE.json")))
-            if _kill(proc):
-                kills.append(
-                    f"killed with {markers} complete cases, committed={(out / 'LATEST.json').exists()}"
-                )
+            what = _kill_at_random_moment(_start(cohort, out), out, rng)
+            if what is not None:
+                kills.append(what)
         final = subprocess.run(
             build_command(cohort, str(out)), env=child_env(), capture_output=True, timeout=600
         )
@@ -124,7 +133,7 @@ def _crash_and_resume(seed: int, cohort: str, reference, tmp_path: Path) -> None
     assert kills, "every kill landed after the build had finished; nothing was interrupted"
     assert reader.problems == [], reader.problems[:5]
     assert reader.polls > 10 and reader.listed > 0
-    assert_same_output(ref, out)
+    assert_same_output(reference, out)
 
 
 @pytest.mark.slow

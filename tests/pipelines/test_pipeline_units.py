@@ -1,0 +1,169 @@
+"""Plain functions of the pipeline (no runner), option parsing, runner defaults, and one transform on lists."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from hcc_shards import storage
+from hcc_shards.config import BuildConfig
+from hcc_shards.errors import ConfigError
+from hcc_shards.labels import AORTA, TUMOR
+from pipelines import runners, steps
+from pipelines.options import PSEUDONYMIZE_KEY_ENV, BuildPlan, parse_label_map, parse_spacing
+from pipelines.transforms import Spread
+
+
+def _plan(*argv: str) -> BuildPlan:
+    return BuildPlan.from_options(PipelineOptions(["--input=memory://in", "--output=memory://out", *argv]))
+
+
+def test_listing_tasks_partition_every_object_once() -> None:
+    root = f"memory://listing-{uuid.uuid4().hex[:8]}"
+    fs, base = storage.filesystem(root)
+    names = [f"P{p:02d}/s{s}/{i}.dcm" for p in range(12) for s in range(2) for i in range(3)] + ["top.txt"]
+    for n in names:
+        fs.pipe_file(f"{base}/{n}", n.encode())
+    plan = BuildPlan(input_url=root, output_url="memory://elsewhere", config=BuildConfig(), listing_shards=5)
+    per_task = [steps.list_files(t, {}) for t in steps.listing_tasks(plan)]
+    found = [r for refs in per_task for r in refs]
+    assert sorted(r.url for r in found) == sorted(storage.unstrip(fs, f"{base}/{n}") for n in names)
+    assert len({r.url for r in found}) == len(found), "an object was listed by two tasks"
+    assert sum(1 for refs in per_task if refs) >= 3, "the listing did not spread over the tasks"
+    assert {r.url: r.size for r in found}[storage.unstrip(fs, f"{base}/top.txt")] == len("top.txt")
+
+
+def test_single_file_input_is_listed_once(tmp_path) -> None:
+    f = tmp_path / "one.dcm"
+    f.write_bytes(b"x")
+    tasks = steps.listing_tasks(BuildPlan(str(f), str(tmp_path / "out"), BuildConfig(), listing_shards=3))
+    assert [r.url for t in tasks for r in steps.list_files(t, {})] == [str(f)]
+
+
+def test_plan_from_options_reads_our_flags(tmp_path, monkeypatch) -> None:
+    label_map = tmp_path / "labels.json"
+    label_map.write_text(json.dumps({"codes": {"SCT:272673000": "tumor"}, "synonyms": {"Bone": 4}}))
+    opts = json.dumps({"endpoint_url": "http://127.0.0.1:1"})
+    plan = _plan(
+        "--spacing=2.5,0.8,0.8",
+        "--seed=7",
+        "--limit=3",
+        f"--storage_options={opts}",
+        '--output_storage_options={"token": "anon"}',
+        f"--label_map={label_map}",
+    )
+    assert plan.config.target_spacing == (2.5, 0.8, 0.8) and plan.config.seed == 7 and plan.limit == 3
+    assert plan.input_storage_options == {"endpoint_url": "http://127.0.0.1:1"}
+    assert plan.output_storage_options == {"endpoint_url": "http://127.0.0.1:1", "token": "anon"}
+    assert dict(plan.config.segment_codes)["SCT:272673000"] == TUMOR
+    assert dict(plan.config.segment_synonyms)["bone"] == AORTA
+    monkeypatch.delenv(PSEUDONYMIZE_KEY_ENV, raising=False)
+    plain = _plan()
+    assert plain.config.target_spacing is None and not plain.config.pseudonymize_key  # auto, no key
+    monkeypatch.setenv(PSEUDONYMIZE_KEY_ENV, "secret-key")
+    keyed = _plan("--pseudonymize")
+    assert keyed.config.pseudonymize_key == "secret-key" and "secret-key" not in repr(keyed)
+    assert keyed.config.config_hash() != plain.config.config_hash()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--spacing=1,2"], "three positive mm values"),
+        (["--spacing=1,0,1"], "three positive mm values"),
+        (["--storage_options=[1]"], "--storage_options must be a JSON object"),
+        (["--storage_options={bad"], "--storage_options must be a JSON object"),
+        (["--limit=-1"], "--limit must be >= 0"),
+        (["--listing_shards=0"], "--listing_shards must be >= 1"),
+        (["--pseudonymize"], "HCC_SHARDS_PSEUDONYMIZE_KEY"),
+    ],
+)
+def test_bad_flags_name_the_flag_and_the_value(argv, message, monkeypatch) -> None:
+    monkeypatch.delenv(PSEUDONYMIZE_KEY_ENV, raising=False)
+    with pytest.raises(ConfigError, match=message):
+        _plan(*argv)
+
+
+def test_same_input_and_output_is_refused() -> None:
+    with pytest.raises(ConfigError, match="must differ from input"):
+        BuildPlan("gs://b/x", "gs://b/x/", BuildConfig())
+
+
+def test_label_map_errors() -> None:
+    with pytest.raises(ConfigError, match="expected one of"):
+        parse_label_map({"synonyms": {"mass": "tumour"}}, BuildConfig())
+    with pytest.raises(ConfigError, match="SCHEME:value"):
+        parse_label_map({"codes": {"4147007": "tumor"}}, BuildConfig())
+    with pytest.raises(ConfigError, match="unknown sections"):
+        parse_label_map({"segments": {}}, BuildConfig())
+    assert parse_spacing("auto") is None and parse_spacing(" 3, 1 ,1") == (3.0, 1.0, 1.0)
+
+
+def test_runner_defaults() -> None:
+    direct = runners.with_runner_defaults([])
+    assert "--direct_num_workers=0" in direct and "--direct_running_mode=multi_processing" in direct
+    kept = runners.with_runner_defaults(["--direct_num_workers=1", "--direct_running_mode=in_memory"])
+    assert kept == ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+    dask = runners.with_runner_defaults(["--runner=DaskRunner", "--dask_client_address=tcp://h:1"])
+    assert "--dask_partition_size=1" in dask and "--target_join=grouped" in dask
+    assert runners.with_runner_defaults(["--runner=dataflow"]) == ["--runner=dataflow"]
+    assert runners.runner_name(PipelineOptions(["--runner=portable"])) == "PortableRunner"
+    with pytest.raises(ValueError, match="not supported"):
+        runners.runner_name(PipelineOptions(["--runner=NoSuchRunner"]))
+    assert isinstance(runners.make_runner(PipelineOptions([])), runners.LocalDirectRunner)
+
+
+def test_summary_round_trip_and_attach_target() -> None:
+    s = steps.Summary(
+        version_url="memory://o/versions/abc",
+        config_hash="abc",
+        cases_total=3,
+        cases_written=2,
+        cases_resumed=1,
+        quarantined=1,
+        quarantined_by_reason=(("not_dicom", 1),),
+        files=10,
+        bytes_read=100,
+        bytes_written=50,
+        wall_seconds=1.5,
+        cases_per_minute=120.0,
+        committed=True,
+        target_spacing_zyx=(1.0, 2.0, 3.0),
+    )
+    assert steps.Summary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    target = steps.BuildTarget(BuildConfig(), "memory://o/versions/x", 2)
+    assert steps.attach_target(["a", target, "b"]) == [("a", target), ("b", target)]
+    with pytest.raises(ValueError, match="exactly one BuildTarget"):
+        steps.attach_target(["a"])
+    assert steps.add_index_stats([steps.IndexStats(1, 1, 5), steps.IndexStats(2, 0, 0)]) == steps.IndexStats(
+        3, 1, 5
+    )
+
+
+def test_spread_keeps_every_element() -> None:
+    items = [f"gs://b/{i}.dcm" for i in range(20)] + ["gs://b/0.dcm"]
+    with BeamTestPipeline(
+        options=PipelineOptions(["--direct_running_mode=in_memory"]), runner=runners.LocalDirectRunner()
+    ) as p:
+        out = p | beam.Create(items) | Spread(key=lambda u: u)
+        assert_that(out, equal_to(items))
+
+
+def test_input_without_dicom_commits_only_its_quarantine(tmp_path) -> None:
+    from pipeline_helpers import IN_PROCESS, build, read_table, version_dir
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("not DICOM")
+    summary = build(str(tmp_path / "in"), str(tmp_path / "out"), *IN_PROCESS)
+    assert (summary.cases_total, summary.quarantined, summary.files) == (0, 1, 1)
+    version = version_dir(tmp_path / "out")
+    assert read_table(version / "manifest.parquet") == []
+    assert [r["code"] for r in read_table(version / "quarantine.parquet")] == ["not_dicom"]
+    with pytest.raises(ConfigError, match="does not exist"):
+        build(str(tmp_path / "missing"), str(tmp_path / "out2"), *IN_PROCESS)
