@@ -39,6 +39,10 @@ def make_case_id(patient_id: str, seg_sop_instance_uid: str) -> str:
     return f"{safe}_{digest}"
 
 
+_COUNT_BLOCK = 1 << 22
+"""Label voxels counted per np.bincount call (its int64 temporary is 8 bytes per voxel)."""
+
+
 @dataclass(frozen=True, eq=False)
 class Case:
     """Image (z, y, x) int16 HU and label (z, y, x) uint8 on the same geometry."""
@@ -58,6 +62,8 @@ class Case:
     """CT grid before resampling; None while the case is still on its CT grid."""
     qc_flags: tuple[str, ...] = field(default=())
     """Quality findings that are not errors, e.g. 'tumor_gt_1.5x_liver'."""
+    source_label_voxels: tuple[int, ...] = ()
+    """Voxel count of each label value (index = value) on the CT grid; filled when the case is resampled."""
 
     def __post_init__(self) -> None:
         if self.image.shape != self.geometry.shape:
@@ -73,12 +79,34 @@ class Case:
     def case_id(self) -> str:
         return make_case_id(self.provenance.patient_id, self.provenance.seg_sop_instance_uid)
 
+    def label_voxels_on_source(self) -> tuple[int, ...]:
+        """Voxel count per label value on the CT grid, whether or not the case was resampled since."""
+        if self.source_label_voxels:
+            return self.source_label_voxels
+        # Not one np.bincount: it widens every voxel to int64 (8x the label's memory) and is slow on
+        # uint8. A few labels: one count per value; many: bincount in blocks.
+        counts = np.zeros(256, dtype=np.int64)
+        flat = self.label.reshape(-1)
+        top = int(flat.max()) if flat.size else 0
+        if top < 16:
+            for value in range(top + 1):
+                counts[value] = np.count_nonzero(flat == value)
+        else:
+            for start in range(0, flat.size, _COUNT_BLOCK):
+                counts += np.bincount(flat[start : start + _COUNT_BLOCK], minlength=256)
+        return tuple(int(n) for n in counts)
+
     def with_arrays(self, image: np.ndarray, label: np.ndarray, geometry: Geometry) -> Case:
-        """A copy on a new grid that remembers the first grid as ``source_geometry``."""
+        """A copy on a new grid that remembers the first grid as ``source_geometry``.
+
+        The CT-grid label counts are kept too: volumes measured as acquired are what the dataset card
+        reports, and they cannot be recovered from the resampled labels.
+        """
         return replace(
             self,
             image=image,
             label=label,
             geometry=geometry,
             source_geometry=self.source_geometry or self.geometry,
+            source_label_voxels=self.label_voxels_on_source(),
         )

@@ -42,11 +42,15 @@ def resolution_table(
     return out
 
 
-def label_table(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
-    """Per label: cases holding it, coverage (fraction of cases), min/median/max volume in cm3."""
+def label_table(rows: Sequence[ManifestRow], *, grid: str = "source") -> list[dict[str, Any]]:
+    """Per label: cases holding it, coverage (fraction of cases), min/median/max volume in cm3.
+
+    ``grid="source"`` measures on the CT grid as acquired (what the collection's own card reports),
+    ``grid="stored"`` on the resampled grid a training job reads.
+    """
     out = []
     for lab in LABELS:
-        vols = [r.volume_ml(lab.name) for r in rows if r.voxels(lab.name) > 0]
+        vols = [r.volume_ml(lab.name, grid=grid) for r in rows if r.volume_ml(lab.name, grid=grid) > 0]
         out.append(
             {
                 "name": lab.name,
@@ -135,23 +139,26 @@ def dataset_card(
         for rec in resolution_table(spacings, shapes):
             lines.append(f"| {rec['stat']} | {_fmt3(rec['spacing'], '.2f')} | {_fmt3(rec['size'], '.0f')} |")
         lines.append("")
-    lines += [
-        "## Label Information Statistics",
-        "",
-        "Volumes are label voxels x voxel volume in the stored grid.",
-        "",
-        "| Anatomy | Total Cases | Coverage | Minimum Volume (cm³) | Median Volume (cm³) "
-        "| Maximum Volume (cm³) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for rec in label_table(rows):
-        lines.append(
-            f"| {rec['display']} | {rec['cases']} | {rec['coverage'] * 100:.0f}% | {_num(rec['min'])} | "
-            f"{_num(rec['median'])} | {_num(rec['max'])} |"
-        )
+    lines += ["## Label Information Statistics", ""]
+    for grid, note in (
+        ("source", "On the CT grid as acquired (label voxels x CT voxel volume), before resampling."),
+        ("stored", "On the stored grid after resampling (label voxels x stored voxel volume)."),
+    ):
+        lines += [
+            note,
+            "",
+            "| Anatomy | Total Cases | Coverage | Minimum Volume (cm³) | Median Volume (cm³) "
+            "| Maximum Volume (cm³) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for rec in label_table(rows, grid=grid):
+            lines.append(
+                f"| {rec['display']} | {rec['cases']} | {rec['coverage'] * 100:.0f}% | {_num(rec['min'])} | "
+                f"{_num(rec['median'])} | {_num(rec['max'])} |"
+            )
+        lines.append("")
     colours = ", ".join(f"{lab.display} rgba{tuple(lab.rgba)}" for lab in LABELS)
     lines += [
-        "",
         "## Quality control",
         "",
         f"Label colours: {colours}. CT window W400/L40.",

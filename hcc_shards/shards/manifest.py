@@ -87,6 +87,11 @@ class ManifestRow:
     bbox_tumor: _Box | None
     bbox_portal_vein: _Box | None
     bbox_aorta: _Box | None
+    source_volume_ml_liver: float
+    """Label volume on the CT grid as acquired (voxels x CT voxel volume), before resampling, ml."""
+    source_volume_ml_tumor: float
+    source_volume_ml_portal_vein: float
+    source_volume_ml_aorta: float
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -115,6 +120,7 @@ class ManifestRow:
             kw[f"bbox_{lab.name}"] = None if box is None else tuple(tuple(int(v) for v in c) for c in box)
             kw[f"voxels_{lab.name}"] = int(kw[f"voxels_{lab.name}"])
             kw[f"volume_ml_{lab.name}"] = float(kw[f"volume_ml_{lab.name}"])
+            kw[f"source_volume_ml_{lab.name}"] = float(kw[f"source_volume_ml_{lab.name}"])
         an = kw["ct_acquisition_number"]
         kw["ct_acquisition_number"] = None if an is None else int(an)
         for name in ("hu_p005", "hu_mean", "hu_p995"):
@@ -124,8 +130,12 @@ class ManifestRow:
     def voxels(self, name: str) -> int:
         return int(getattr(self, f"voxels_{name}"))
 
-    def volume_ml(self, name: str) -> float:
-        return float(getattr(self, f"volume_ml_{name}"))
+    def volume_ml(self, name: str, *, grid: str = "stored") -> float:
+        """Label volume in ml on the ``stored`` grid or on the CT (``source``) grid."""
+        if grid not in ("stored", "source"):
+            raise ValueError(f"grid must be 'stored' or 'source', got {grid!r}")
+        prefix = "source_volume_ml" if grid == "source" else "volume_ml"
+        return float(getattr(self, f"{prefix}_{name}"))
 
 
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ManifestRow))
@@ -159,6 +169,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("warnings", pa.list_(pa.string())),
         ("checksum", pa.string()),
         *[(f"bbox_{lab.name}", _BOX) for lab in LABELS],
+        *[(f"source_volume_ml_{lab.name}", pa.float64()) for lab in LABELS],
     ]
 )
 """Arrow schema of manifest.parquet; its names are :data:`MANIFEST_COLUMNS`."""

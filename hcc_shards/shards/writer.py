@@ -384,9 +384,11 @@ def _manifest_row(
         "warnings": tuple(case.warnings),
         "checksum": checksum,
     }
+    source_counts = case.label_voxels_on_source()
     for lab in LABELS:
         cf = fg[lab.name]
         kw[f"voxels_{lab.name}"] = cf.count
         kw[f"volume_ml_{lab.name}"] = cf.count * vv
         kw[f"bbox_{lab.name}"] = cf.bbox_zyx
+        kw[f"source_volume_ml_{lab.name}"] = source_counts[lab.value] * src.voxel_volume_ml
     return ManifestRow(**kw)

@@ -83,6 +83,36 @@ def test_label_volumes_match_the_truth_after_resampling(tcia_cohort: Cohort, tci
     assert checked_tight >= 6, "too few large structures to check the volume tolerance"
 
 
+def test_ct_grid_volumes_and_dataset_card_match_the_truth(tcia_cohort: Cohort, tcia_build) -> None:
+    """Volumes as acquired are exact, and DATASET.md's label table (CT grid) reproduces the truth."""
+    output, _, _ = tcia_build
+    rows = _rows_by_seg(output)
+    expected = [p for p in tcia_cohort.truth.patients if p.expected_case]
+    truth_ml: dict[str, list[float]] = {}
+    for p in expected:
+        ct_voxel_ml = float(np.prod(p.ct_geometry.spacing)) / 1000.0
+        for name, count in p.voxels:
+            got = rows[p.seg_sop_instance_uid][f"source_volume_ml_{name}"]
+            # The CT voxel volume comes from the fitted slice step, so rounding-level jitter moves it by ~1e-5.
+            assert got == pytest.approx(count * ct_voxel_ml, rel=1e-4), (p.patient_id, name)
+            if count:
+                truth_ml.setdefault(name, []).append(count * ct_voxel_ml)
+    card = (version_dir(output) / "DATASET.md").read_text(encoding="utf-8")
+    table = card[card.index("On the CT grid") :].split("\n\n", 2)[1].splitlines()[2:]
+    displays = {"liver": "liver", "tumor": "liver tumor", "portal_vein": "portal vein", "aorta": "aorta"}
+    by_display = {
+        cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table)
+    }
+    for name, display in displays.items():
+        cells = by_display[display]
+        vols = truth_ml[name]
+        assert int(cells[1]) == len(vols), name  # counts exactly
+        assert cells[2] == f"{100 * len(vols) / len(expected):.0f}%", name
+        got = [float(v) for v in cells[3:6]]
+        want = [min(vols), float(np.median(vols)), max(vols)]
+        assert got == pytest.approx(want, rel=0.02), name
+
+
 def test_expected_quarantines_are_present_and_nothing_else(tcia_cohort: Cohort, tcia_build) -> None:
     output, _, _ = tcia_build
     records = read_table(version_dir(output) / "quarantine.parquet")

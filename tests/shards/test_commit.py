@@ -14,7 +14,7 @@ import zarr
 from ome_zarr_models.v05 import Image, ImageLabel
 from phantoms import default_structures, make_case
 from PIL import Image as PILImage
-from test_manifest import ISSUE_COLUMNS
+from test_manifest import EXTRA_COLUMNS, ISSUE_COLUMNS
 
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import FormatError
@@ -96,7 +96,7 @@ def test_layout_and_latest(built):
 def test_manifest_columns_and_order(built):
     _, vurl, rows, _ = built
     table = pq.read_table(f"{vurl}/manifest.parquet")
-    assert table.column_names == ISSUE_COLUMNS
+    assert table.column_names == ISSUE_COLUMNS + EXTRA_COLUMNS
     assert table.column("case_id").to_pylist() == sorted(r.case_id for r in rows)
     assert read_manifest(f"{vurl}/manifest.parquet") == sorted(rows, key=lambda r: r.case_id)
     q = pq.read_table(f"{vurl}/quarantine.parquet")
@@ -142,18 +142,19 @@ def _triple(cell: str) -> tuple[float, ...]:
 def test_card_tables(built):
     _, vurl, rows, truth = built
     md = _text(f"{vurl}/DATASET.md")
-    labels = _table(md, "| Anatomy | Total Cases |")
-    assert [r[0] for r in labels] == ["liver", "liver tumor", "portal vein", "aorta"]
-    for lab, cells in zip(LABELS, labels, strict=True):
-        present = [r for r in rows if r.voxels(lab.name)]
-        vols = [r.volume_ml(lab.name) for r in present]
-        assert int(cells[1]) == len(present) == 4
-        assert cells[2] == "100%"
-        got = [float(v) for v in cells[3:6]]
-        np.testing.assert_allclose(got, [min(vols), np.median(vols), max(vols)], atol=0.006)
-        true = [truth[r.case_id][lab.name] for r in present]
-        if min(true) >= 10.0:
-            np.testing.assert_allclose(got, [min(true), np.median(true), max(true)], rtol=0.02)
+    for grid, after_text in (("source", "On the CT grid"), ("stored", "On the stored grid")):
+        labels = _table(md, "| Anatomy | Total Cases |", after=after_text)
+        assert [r[0] for r in labels] == ["liver", "liver tumor", "portal vein", "aorta"]
+        for lab, cells in zip(LABELS, labels, strict=True):
+            present = [r for r in rows if r.voxels(lab.name)]
+            vols = [r.volume_ml(lab.name, grid=grid) for r in present]
+            assert int(cells[1]) == len(present) == 4
+            assert cells[2] == "100%"
+            got = [float(v) for v in cells[3:6]]
+            np.testing.assert_allclose(got, [min(vols), np.median(vols), max(vols)], atol=0.006)
+            true = [truth[r.case_id][lab.name] for r in present]
+            if min(true) >= 10.0:
+                np.testing.assert_allclose(got, [min(true), np.median(true), max(true)], rtol=0.02)
     before = _table(md, "| Dataset Statistics", after="### Before resampling")
     sp = np.array([r.source_spacing_zyx for r in rows])[:, ::-1]
     sz = np.array([r.source_shape_zyx for r in rows])[:, ::-1]

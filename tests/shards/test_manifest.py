@@ -47,6 +47,15 @@ ISSUE_COLUMNS = [
     "bbox_portal_vein",
     "bbox_aorta",
 ]
+"""The issue's fixed columns plus bounding boxes, in order."""
+
+EXTRA_COLUMNS = [
+    "source_volume_ml_liver",
+    "source_volume_ml_tumor",
+    "source_volume_ml_portal_vein",
+    "source_volume_ml_aorta",
+]
+"""Columns added after the fixed ones: label volumes on the CT grid as acquired."""
 
 
 def make_row(case_id="HCC_001_00000001", patient="HCC_001", split="train", acq=2, **kw):
@@ -83,14 +92,18 @@ def make_row(case_id="HCC_001_00000001", patient="HCC_001", split="train", acq=2
         "bbox_tumor": ((1, 2, 3), (2, 3, 4)),
         "bbox_portal_vein": None,
         "bbox_aorta": ((0, 0, 0), (1, 1, 5)),
+        "source_volume_ml_liver": 0.1505,
+        "source_volume_ml_tumor": 0.0149,
+        "source_volume_ml_portal_vein": 0.0,
+        "source_volume_ml_aorta": 0.0074,
     }
     d.update(kw)
     return ManifestRow(**d)
 
 
 def test_columns_are_exactly_the_contract():
-    assert list(MANIFEST_COLUMNS) == ISSUE_COLUMNS
-    assert rows_to_table([make_row()]).column_names == ISSUE_COLUMNS
+    assert list(MANIFEST_COLUMNS) == ISSUE_COLUMNS + EXTRA_COLUMNS
+    assert rows_to_table([make_row()]).column_names == ISSUE_COLUMNS + EXTRA_COLUMNS
 
 
 def test_dict_and_pickle_round_trip():
@@ -138,4 +151,4 @@ def test_format_md_lists_the_columns_in_order():
     for line in section.splitlines():
         if line.startswith("| ") and not line.startswith("| column") and not line.startswith("| ---"):
             names += [n.strip() for n in line.split("|")[1].split(",")]
-    assert names == ISSUE_COLUMNS
+    assert names == ISSUE_COLUMNS + EXTRA_COLUMNS
