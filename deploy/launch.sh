@@ -11,6 +11,8 @@
 #   direct INPUT OUTPUT [FLAGS...]
 #                              build the job graph on this machine and submit it with
 #                              --runner DataflowRunner (workers still run the image)
+#   INPUT is a gs:// prefix or object URL, several separated by commas, or @LIST: a text file
+#   with one gs:// prefix or object URL per line (on gs:// for run; a local file works for direct)
 #
 # Settings come from the environment, or from `terraform output` of terraform/ with
 # --from-terraform (values already set in the environment win):
@@ -96,6 +98,40 @@ check_gs() {  # check_gs WHAT VALUE
   esac
 }
 
+# check_input MODE INPUT: INPUT is one gs:// prefix or object URL, several separated by commas,
+# or @LIST entries naming list files. MODE run: the template's launcher reads the list, so it must
+# be on gs://; MODE direct: this machine builds the graph, so a local list file works too.
+check_input() {
+  local mode="$1" entry entries
+  [ -n "$2" ] || die "INPUT is empty"
+  IFS=',' read -r -a entries <<<"$2"
+  for entry in "${entries[@]}"; do
+    case "$entry" in
+      gs://?*) ;;
+      @gs://?*) ;;
+      @?*)
+        [ "$mode" = direct ] || die "INPUT ${entry}: the template reads its list on Dataflow; upload it and pass a list file on gs://, e.g. @gs://BUCKET/series.txt"
+        [ -f "${entry#@}" ] || die "INPUT ${entry}: list file not found"
+        ;;
+      *) die "INPUT must be a gs:// URL (or several, comma-separated, or @LIST files) for Dataflow, got '$entry'" ;;
+    esac
+  done
+}
+
+# absolute_lists INPUT: local @LIST paths made absolute (direct runs from the repository root).
+absolute_lists() {
+  local entry out="" entries
+  IFS=',' read -r -a entries <<<"$1"
+  for entry in "${entries[@]}"; do
+    case "$entry" in
+      @gs://* | @/*) ;;
+      @*) entry="@$PWD/${entry#@}" ;;
+    esac
+    out="${out:+$out,}$entry"
+  done
+  printf '%s' "$out"
+}
+
 cmd_image() {
   need HCC_PROJECT HCC_REGION HCC_IMAGE
   if [ "${1:-}" = "--docker" ]; then
@@ -137,7 +173,7 @@ cmd_run() {
   [ $# -ge 2 ] || die "usage: launch.sh run INPUT OUTPUT [NAME=VALUE ...]"
   local input="$1" output="$2" kv params
   shift 2
-  check_gs INPUT "$input"
+  check_input run "$input"
   check_gs OUTPUT "$output"
   need HCC_PROJECT HCC_REGION HCC_IMAGE HCC_TEMPLATE HCC_SERVICE_ACCOUNT HCC_SUBNETWORK
   # gcloud splits list flags on commas; '^~^' switches the delimiter to '~' so values such as a
@@ -172,8 +208,9 @@ cmd_direct() {
   [ $# -ge 2 ] || die "usage: launch.sh direct INPUT OUTPUT [PIPELINE FLAGS ...]"
   local input="$1" output="$2"
   shift 2
-  check_gs INPUT "$input"
+  check_input direct "$input"
   check_gs OUTPUT "$output"
+  input="$(absolute_lists "$input")"
   need HCC_PROJECT HCC_REGION HCC_IMAGE HCC_TEMP_LOCATION HCC_STAGING_LOCATION \
     HCC_SERVICE_ACCOUNT HCC_SUBNETWORK
   local args=(

@@ -27,7 +27,6 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hcc_shards import storage
-from hcc_shards.errors import ConfigError
 from hcc_shards.shards import read_latest
 from hcc_shards.shards.atomic import read_json
 from pipelines import runners, steps, transforms
@@ -40,8 +39,10 @@ def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | 
     """Add the build's steps to ``pipeline`` and return the terminal PCollection (one Summary).
 
     ``plan`` defaults to the pipeline's own options. Construction does no I/O beyond reading the
-    small --label_map / --build_config files, so it can run where the data is unreachable
-    (e.g. when staging a Dataflow template).
+    small --label_map / --build_config files and INPUT's ``@`` list files (and checking that local
+    input entries exist), so over prefixes it can run where the data is unreachable (e.g. when
+    staging a Dataflow template). A missing local input fails here, before any worker starts;
+    remote prefixes are checked by the listing step, where the workers' credentials apply.
     """
     if plan is None:
         plan = pipeline.options
@@ -95,7 +96,6 @@ def run_build(argv: Sequence[str], *, progress: bool = True) -> steps.Summary:
         if runners.reports_progress(options) and options.view_as(HccShardsOptions).progress_dir is None:
             options = PipelineOptions([*argv, f"--progress_dir={tmp}"])
         plan = BuildPlan.from_options(options)
-        _check_local_input(plan)
         pipeline = beam.Pipeline(runner=runners.make_runner(options), options=options)
         build_pipeline(pipeline, plan)
         stop = threading.Event()
@@ -113,15 +113,6 @@ def run_build(argv: Sequence[str], *, progress: bool = True) -> steps.Summary:
             _report(*steps.progress(plan.progress_dir))
         returned = [v for v in values if isinstance(v, steps.Summary)]
         return returned[0] if returned else _summary_of(plan)
-
-
-def _check_local_input(plan: BuildPlan) -> None:
-    """Fail before starting workers when a local input is missing (remote inputs are checked by the
-    listing step, where the workers' credentials apply)."""
-    if storage.protocol_of(plan.input_url) == "file":
-        fs, path = storage.filesystem(plan.input_url)
-        if not fs.exists(path):
-            raise ConfigError(f"input {plan.input_url!r} does not exist; expected a folder or file of DICOM")
 
 
 def _summary_of(plan: BuildPlan) -> steps.Summary:

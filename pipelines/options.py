@@ -7,6 +7,7 @@ receives. It is the only place where flags are interpreted, and it does no netwo
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -26,13 +27,32 @@ PSEUDONYMIZE_KEY_ENV = "HCC_SHARDS_PSEUDONYMIZE_KEY"
 DEFAULT_LISTING_SHARDS = 16
 """Parallel listing tasks; on Dask this is also the number of partitions of every later stage."""
 
+INPUT_LIST_MARK = "@"
+"""An INPUT entry ``@URL`` names a text file of prefixes or object URLs, one per line."""
+
+
+class _JoinRepeated(argparse.Action):
+    """``--input A --input B`` -> ``"A,B"``: INPUT stays one string everywhere (template parameters,
+    the options Dataflow hands its workers), and a comma list means the same as repeated flags."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        prior = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, f"{prior},{values}" if prior else values)
+
 
 class HccShardsOptions(PipelineOptions):
     """hcc-shards flags. Beam's own (``--runner``, ``--direct_num_workers``, ...) parse alongside."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--input", help="URL of the DICOM collection (gs://, s3://, a local path).")
+        parser.add_argument(
+            "--input",
+            action=_JoinRepeated,
+            help="DICOM to build: a prefix or object URL (gs://, s3://, a local path); several, "
+            "comma-separated or with --input repeated; '@URL' of a text file with one prefix or object "
+            "URL per line (# comments and blank lines ignored, a trailing '/*' tolerated). See "
+            "docs/RUNNERS.md.",
+        )
         parser.add_argument("--output", help="URL of the dataset to write (gs://, s3://, a local path).")
         parser.add_argument(
             "--spacing",
@@ -108,7 +128,8 @@ class BuildPlan:
     """Everything a pipeline step needs to know about one build; pickled into every step."""
 
     input_url: str
-    """Root of the DICOM collection."""
+    """INPUT as given: one prefix or object URL, several separated by commas, or ``@URL`` entries
+    naming list files (:func:`resolve_inputs` turns it into the prefixes to list)."""
     output_url: str
     """Root of the dataset (versions live under it)."""
     config: BuildConfig
@@ -139,8 +160,14 @@ class BuildPlan:
             raise ConfigError(f"--target_join must be 'side_input' or 'grouped', got {self.target_join!r}")
         if self.listing_shards < 1:
             raise ConfigError(f"--listing_shards must be >= 1, got {self.listing_shards}")
-        if storage.join(self.output_url, "") == storage.join(self.input_url, ""):
-            raise ConfigError(f"output {self.output_url!r} must differ from input {self.input_url!r}")
+        for entry in input_entries(self.input_url):
+            if entry.startswith(INPUT_LIST_MARK):
+                if not entry[1:].strip():
+                    raise ConfigError(f"INPUT entry {entry!r} names no list file; expected @URL")
+                continue
+            cleaned = clean_input_entry(entry, "INPUT")
+            if storage.join(self.output_url, "") == storage.join(cleaned, ""):
+                raise ConfigError(f"output {self.output_url!r} must differ from input {cleaned!r}")
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> BuildPlan:
@@ -182,6 +209,127 @@ class BuildPlan:
             started_at=time.time(),
             target_join=o.target_join,
         )
+
+
+def input_entries(text: str) -> list[str]:
+    """INPUT split at commas, each entry stripped, empty ones dropped (no I/O)."""
+    return [e.strip() for e in str(text or "").split(",") if e.strip()]
+
+
+def clean_input_entry(entry: str, where: str) -> str:
+    """One prefix or object URL as written -> the URL to list.
+
+    Whitespace and a trailing ``*`` or ``/*`` (as in IDC's ``series_aws_url``) are dropped, then
+    trailing slashes. Any other wildcard is refused: the build lists prefixes, it does not glob.
+    """
+    url = entry.strip()
+    if url.endswith("*"):
+        url = url[:-1]
+    if any(c in url for c in "*?["):
+        raise ConfigError(
+            f"{where}: {entry!r} has a wildcard; only a trailing '*' or '/*' is accepted "
+            "(name a prefix, or list the prefixes in an @file)"
+        )
+    if "://" in url:
+        scheme, _, rest = url.partition("://")
+        rest = rest.rstrip("/")
+        if not rest:
+            raise ConfigError(f"{where}: {entry!r} names no bucket or path")
+        return f"{scheme}://{rest}"
+    return url.rstrip("/") or url
+
+
+def parse_input_list(text: str, source: str) -> list[str]:
+    """The entries of an input list file: one prefix or object URL per line.
+
+    Blank lines are skipped; ``#`` at the start of a line or after whitespace starts a comment.
+    ``source`` names the file in error messages (with the line number).
+    """
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        body = line.strip()
+        if body.startswith("#"):
+            continue
+        cut = min((i for i in (body.find(" #"), body.find("\t#")) if i >= 0), default=-1)
+        body = (body[:cut] if cut >= 0 else body).strip()
+        if not body:
+            continue
+        if body.startswith(INPUT_LIST_MARK):
+            raise ConfigError(f"{source} line {number}: {body!r}: a list file cannot name another list")
+        out.append(clean_input_entry(body, f"{source} line {number}"))
+    return out
+
+
+def read_input_list(url: str, storage_options: dict[str, Any]) -> list[str]:
+    """Read and parse one ``@URL`` list file (local, gs://, s3://, any fsspec URL)."""
+    fs, path = storage.filesystem(url, storage_options)
+    try:
+        data = fs.cat_file(path)
+    except OSError as e:
+        raise ConfigError(f"cannot read the input list {url!r}: {type(e).__name__}: {e}") from e
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"the input list {url!r} is not UTF-8 text: {e}") from e
+    return parse_input_list(text, url)
+
+
+def resolve_inputs(text: str, storage_options: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """INPUT -> the prefixes and object URLs the build lists, in a deterministic order.
+
+    Reads every ``@URL`` list file (remote ones with ``storage_options``, as --label_map),
+    cleans each entry (:func:`clean_input_entry`), drops duplicates and entries inside another
+    entry (an object under a listed prefix, a prefix under another), and sorts the rest. Entries
+    must share one protocol (the storage options apply to all). Local entries must exist; remote
+    ones are checked by the listing step, where the workers' credentials apply.
+    """
+    storage_options = storage_options or {}
+    entries: list[str] = []
+    lists: list[str] = []
+    for entry in input_entries(text):
+        if entry.startswith(INPUT_LIST_MARK):
+            lists.append(entry[1:].strip())
+        else:
+            entries.append(clean_input_entry(entry, "INPUT"))
+    if not entries and not lists:
+        raise ConfigError("INPUT is empty; name a prefix, an object URL or an @list file")
+    for url in lists:
+        if not url:
+            raise ConfigError("INPUT has an '@' without a list file URL after it")
+        found = read_input_list(url, storage_options if "://" in url else {})
+        if not found:
+            raise ConfigError(f"the input list {url!r} names no prefix (only blank lines or comments)")
+        entries.extend(found)
+    protocols = {storage.protocol_of(e) for e in entries}
+    if len(protocols) > 1:
+        examples = {storage.protocol_of(e): e for e in entries}
+        raise ConfigError(
+            "INPUT mixes storage protocols "
+            + ", ".join(f"{p} ({examples[p]!r})" for p in sorted(protocols))
+            + "; build one protocol at a time (the storage options apply to every entry)"
+        )
+    keyed = sorted({_input_key(e): e for e in entries}.items())
+    kept: dict[str, str] = {}
+    for key, entry in keyed:
+        parts = key.split("/")
+        if any("/".join(parts[:i]) in kept for i in range(1, len(parts))):
+            continue  # inside an entry already kept
+        kept[key] = entry
+    if storage.protocol_of(next(iter(kept.values()))) == "file":
+        missing = [e for k, e in kept.items() if not os.path.exists(k)]
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise ConfigError(f"input {shown}{more} does not exist; expected a folder or file of DICOM")
+    return tuple(kept.values())
+
+
+def _input_key(entry: str) -> str:
+    """Comparable path of an entry: absolute path for local ones, ``bucket/path`` for the others."""
+    if storage.protocol_of(entry) == "file":
+        local = entry.removeprefix("file://")
+        return os.path.abspath(os.path.expanduser(local))
+    return entry.partition("://")[2]
 
 
 def parse_spacing(text: str | None) -> tuple[float, float, float] | None:

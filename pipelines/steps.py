@@ -2,8 +2,9 @@
 
 Order of operations (docs/FORMAT.md), with the function that does each step:
 
-1. :func:`listing_tasks` / :func:`list_files`: list every object under the input, in parallel by
-   top-level prefix (each task lists the prefixes whose name hashes to it).
+1. :func:`listing_tasks` / :func:`list_files`: list every object under the input's prefixes, in
+   parallel: one prefix is split by the hash of its top-level names, many prefixes (a list of
+   series) are dealt out to the tasks.
 2. :func:`index_one`: read one file's header (a few KiB), or a quarantine record.
 3. :func:`pair_one_patient`: all headers of one PatientID -> pairings and quarantine records.
 4. :func:`resolve_target`: the target spacing (explicit, or 'auto' from the selected pairings),
@@ -57,7 +58,7 @@ from hcc_shards.shards import (
 from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
 from hcc_shards.shards.writer import case_path
-from pipelines.options import BuildPlan
+from pipelines.options import BuildPlan, resolve_inputs
 
 _LOG = logging.getLogger("hcc_shards.build")
 
@@ -76,14 +77,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ListingTask:
-    """One of ``shards`` listing tasks over the input root."""
+    """One of ``shards`` listing tasks of a build."""
 
-    root: str
-    """Input URL."""
+    roots: tuple[str, ...]
+    """Input prefixes or object URLs this task lists (sorted)."""
     shard: int
-    """This task lists the top-level entries whose name hashes to ``shard``."""
+    """Index of this task, 0 .. shards - 1 (distinct per task: the key that spreads the tasks)."""
     shards: int
     """Number of listing tasks."""
+    split: bool = False
+    """True (fewer roots than tasks, e.g. one bucket prefix): every task lists the top level of
+    every root and keeps the entries whose name hashes to ``shard``. False (many roots, e.g. a list
+    of IDC series): the roots are dealt out to the tasks and each task lists its own roots whole."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,16 @@ class FileRef:
 
 
 def listing_tasks(plan: BuildPlan) -> list[ListingTask]:
-    """The listing tasks of a build; pure (no I/O), so pipeline construction stays offline."""
-    return [ListingTask(plan.input_url, i, plan.listing_shards) for i in range(plan.listing_shards)]
+    """The listing tasks of a build (:func:`pipelines.options.resolve_inputs` gives the roots).
+
+    Reads INPUT's ``@`` list files and checks that local entries exist; nothing else, so the
+    construction of a pipeline over prefixes stays offline.
+    """
+    roots = resolve_inputs(plan.input_url, plan.input_storage_options)
+    n = plan.listing_shards
+    if len(roots) < n:
+        return [ListingTask(roots, i, n, split=True) for i in range(n)]
+    return [ListingTask(roots[i::n], i, n) for i in range(n)]
 
 
 def shard_of(name: str, shards: int) -> int:
@@ -107,30 +120,59 @@ def shard_of(name: str, shards: int) -> int:
 
 
 def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileRef]:
-    """Every object under the top-level entries of ``task.root`` that this task owns, sorted by URL."""
-    fs, root = storage.filesystem(task.root, storage_options)
-    local = storage.protocol_of(task.root) == "file"
+    """Every object this task owns under its roots, sorted by URL, each once.
 
-    def url_of(path: str) -> str:
-        return path if local else storage.unstrip(fs, path)
+    A root that is neither an object nor a prefix with objects under it (nor an existing local
+    folder) is an error that names it: a typo in INPUT or in a list file fails the build in this
+    first stage, before any header is read.
+    """
+    refs: dict[str, FileRef] = {}
+    missing: list[str] = []
+    for root in task.roots:
+        found = _list_root(root, task, storage_options)
+        if found is None:
+            missing.append(root)
+        else:
+            refs.update((r.url, r) for r in found)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise FileNotFoundError(
+            f"input {shown}{more} does not exist or cannot be listed (no object at or under it)"
+        )
+    return sorted(refs.values(), key=lambda r: r.url)
 
-    if fs.isfile(root):
-        return [FileRef(url_of(root), int(fs.size(root)))] if task.shard == 0 else []
+
+def _list_root(root: str, task: ListingTask, storage_options: dict[str, Any]) -> list[FileRef] | None:
+    """The objects of ``task``'s share of one root; None when the root does not exist."""
+    fs, path = storage.filesystem(root, storage_options)
+    local = storage.protocol_of(root) == "file"
+
+    def url_of(p: str) -> str:
+        return p if local else storage.unstrip(fs, p)
+
+    def mine(name: str) -> bool:
+        return not task.split or shard_of(name.rstrip("/").rsplit("/", 1)[-1], task.shards) == task.shard
+
+    if fs.isfile(path):
+        return [FileRef(url_of(path), int(fs.size(path)))] if mine(path) else []
     try:
-        entries = fs.ls(root, detail=True)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"input {task.root!r} does not exist or cannot be listed") from exc
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return None
+    if not entries and not fs.isdir(path):
+        return None
     refs: list[FileRef] = []
     for entry in entries:
         name = entry["name"].rstrip("/")
-        if shard_of(name.rsplit("/", 1)[-1], task.shards) != task.shard:
+        if not mine(name):
             continue
         if entry.get("type") == "directory":
             found = fs.find(name, detail=True)
             refs.extend(FileRef(url_of(p), int(info.get("size") or 0)) for p, info in found.items())
         else:
             refs.append(FileRef(url_of(name), int(entry.get("size") or 0)))
-    return sorted(refs, key=lambda r: r.url)
+    return refs
 
 
 def is_record(item: object) -> bool:

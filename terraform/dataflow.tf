@@ -68,7 +68,7 @@ resource "google_dataflow_flex_template_job" "build" {
   lifecycle {
     precondition {
       condition     = var.job_input != null
-      error_message = "launch_job = true needs job_input (the gs:// prefix of the DICOM to build)."
+      error_message = "launch_job = true needs job_input (the gs:// prefixes, or the @gs:// list file, of the DICOM to build)."
     }
   }
 

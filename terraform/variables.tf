@@ -198,13 +198,15 @@ variable "job_name" {
 }
 
 variable "job_input" {
-  description = "INPUT of the build: the gs:// prefix that holds the collection's DICOM, e.g. gs://<project>-hcc-shards-input/hcc-tace-seg after mirroring the selected IDC series (docs/RUN_ON_DATAFLOW.md). Not the root of gs://idc-open-data: the build lists everything under INPUT. Required when launch_job is true."
+  description = "INPUT of the build: a gs:// prefix or object URL, several separated by commas, or @gs://BUCKET/LIST.txt, a text file with one gs:// prefix or object URL per line (e.g. the series of HCC-TACE-Seg in gs://idc-open-data, made with idc-index; docs/RUN_ON_DATAFLOW.md). Never the root of gs://idc-open-data: the build lists everything under each prefix. Required when launch_job is true."
   type        = string
   default     = null
 
   validation {
-    condition     = var.job_input == null || can(regex("^gs://[a-z0-9][-_.a-z0-9]*[a-z0-9]/.+", var.job_input))
-    error_message = "job_input must be a gs:// URL with a path inside the bucket (gs://BUCKET/PREFIX): Dataflow workers read from Cloud Storage, and a whole public bucket is far too large to list."
+    condition = var.job_input == null || try(alltrue([
+      for entry in split(",", var.job_input) : can(regex("^@?gs://[a-z0-9][-_.a-z0-9]*[a-z0-9]/.+", entry))
+    ]), false)
+    error_message = "job_input must be gs:// URLs with a path inside the bucket (gs://BUCKET/PREFIX), comma-separated, or @gs://BUCKET/LIST.txt: Dataflow workers read from Cloud Storage, and a whole public bucket is far too large to list."
   }
 }
 
@@ -220,7 +222,7 @@ variable "job_output_path" {
 }
 
 variable "job_parameters" {
-  description = "Further flex template parameters (pipeline flags without the leading --, as declared in deploy/metadata.json), e.g. { input_list = \"gs://bucket/hcc_series.txt\", spacing = \"auto\" }. input and output are set from job_input and job_output_path."
+  description = "Further flex template parameters (pipeline flags without the leading --, as declared in deploy/metadata.json), e.g. { spacing = \"auto\", limit = \"5\" }. input and output are set from job_input and job_output_path."
   type        = map(string)
   default     = {}
 

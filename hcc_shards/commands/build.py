@@ -1,4 +1,7 @@
-"""``hcc-shards build INPUT OUTPUT [options] [Beam flags]``: build a dataset with Apache Beam.
+"""``hcc-shards build INPUT [INPUT ...] OUTPUT [options] [Beam flags]``: build a dataset with Apache Beam.
+
+INPUT is a prefix or object URL, several of them (one after the other or comma-separated), or
+``@LIST``: a text file with one prefix or object URL per line (docs/RUNNERS.md, "Inputs").
 
 Our options may come before or after INPUT OUTPUT; any other flag (``--runner=...``,
 ``--temp_location=...``, ``--dask_npartitions=...``) is handed to Beam unchanged. See
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 
@@ -50,7 +54,12 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "input", metavar="INPUT", help="DICOM collection: local folder, gs:// or s3:// prefix"
+        "input",
+        metavar="INPUT",
+        nargs="+",
+        help="DICOM to build: a local folder, gs:// or s3:// prefix or object URL; several (given one "
+        "after the other or comma-separated); or @LIST, a text file (local, gs://, s3://) with one "
+        "prefix or object URL per line",
     )
     parser.add_argument("output", metavar="OUTPUT", help="dataset root: local folder, gs:// or s3:// prefix")
     _add_flags(parser)
@@ -79,7 +88,8 @@ def beam_argv(args: argparse.Namespace) -> list[str]:
     _add_flags(late)
     # Flags written after OUTPUT land in beam_args; pick ours out, leave the rest to Beam.
     args, passthrough = late.parse_known_args(args.beam_args or [], namespace=args)
-    argv = [f"--input={args.input}", f"--output={args.output}"]
+    inputs = [args.input] if isinstance(args.input, str) else list(args.input)
+    argv = [f"--input={','.join(inputs)}", f"--output={args.output}"]
     for dest, flag in _MAPPED.items():
         value = getattr(args, dest, None)
         if value is not None:
@@ -102,5 +112,17 @@ def run(args: argparse.Namespace) -> int:
     except HccShardsError as exc:
         print(f"hcc-shards build: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a runner wraps the listing step's error in its own
+        missing = _missing_input(exc)
+        if missing is None:
+            raise
+        print(f"hcc-shards build: {missing}; nothing was built", file=sys.stderr)
+        return 2
     print(format_summary(summary))
     return 0
+
+
+def _missing_input(exc: BaseException) -> str | None:
+    """The listing step's message when INPUT names a prefix that does not exist, else None."""
+    found = re.search(r"input '.*? does not exist or cannot be listed[^\n\[]*", str(exc))
+    return found.group(0).strip() if found else None
