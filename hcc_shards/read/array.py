@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 from collections import OrderedDict
@@ -9,10 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import crc32c as _crc32c
 import numpy as np
 
 from hcc_shards.errors import CorruptChunkError
-from hcc_shards.read.chunks import EMPTY, ArrayMeta, decode_chunk, parse_shard_index
+from hcc_shards.read.chunks import EMPTY, ArrayMeta, blosc_module, decode_chunk, parse_shard_index, scratch
 from hcc_shards.read.io import ByteStore
 
 _MISSING = object()
@@ -180,52 +182,161 @@ def plan_reads(requests: Sequence[RegionRequest]) -> list[ChunkRead | tuple[int,
             continue
         cps = arr.meta.chunks_per_shard
         strides = [int(np.prod(cps[a + 1 :])) for a in range(len(cps))]
-        # Fold each axis's share of the flat index in once; the product loop then only adds.
-        folded = [
-            [(ci, sh, inner * st, src, dst) for ci, sh, inner, src, dst in parts]
-            for parts, st in zip(axes, strides, strict=True)
-        ]
-        objects: dict[tuple[int, ...], str] = {}
-        for combo in itertools.product(*folded):
-            shard = tuple([c[1] for c in combo])
-            table = indexes[(arr.rel, shard)]
-            entry = table[sum([c[2] for c in combo])] if table else None
-            dst = tuple([c[4] for c in combo])
-            if entry is None:
-                reads.append((r, dst))
-                continue
-            obj = objects.get(shard)
-            if obj is None:
-                obj = objects[shard] = arr.object_rel(shard)
-            offset, nbytes = entry
-            reads.append(
-                ChunkRead(
-                    r,
-                    tuple([c[0] for c in combo]),
-                    tuple([c[3] for c in combo]),
-                    dst,
-                    obj,
-                    offset,
-                    offset + nbytes,
-                )
-            )
+        # Per axis, the parts in each shard (usually one shard per axis: a patch is smaller).
+        groups = [_by_shard(parts) for parts in axes]
+        for combo in itertools.product(*groups):
+            shard = tuple(g[0] for g in combo)
+            _plan_shard(reads, r, arr, shard, [g[1] for g in combo], strides, indexes[(arr.rel, shard)])
     return reads
 
 
-def _allocate(req: RegionRequest) -> np.ndarray:
-    """The output array; only the parts outside the array are written (with the pad value)."""
+def _by_shard(parts: list[tuple[int, int, int, slice, slice]]) -> list[tuple[int, list]]:
+    out: list[tuple[int, list]] = []
+    for p in parts:
+        if out and out[-1][0] == p[1]:
+            out[-1][1].append(p)
+        else:
+            out.append((p[1], [p]))
+    return out
+
+
+def _plan_shard(
+    reads: list[ChunkRead | tuple[int, tuple[slice, ...]]],
+    r: int,
+    arr: LazyArray,
+    shard: tuple[int, ...],
+    axes: list[list[tuple[int, int, int, slice, slice]]],
+    strides: list[int],
+    table: ShardTable | None,
+) -> None:
+    """Append the reads of the chunks of one shard: every per-chunk lookup done at once in numpy."""
+    dsts = list(itertools.product(*[[p[4] for p in parts] for parts in axes]))
+    if table is None:
+        reads.extend((r, dst) for dst in dsts)
+        return
+    # Flat inner-chunk index of every combination, in itertools.product order (C order).
+    flat = np.zeros((), dtype=np.intp)
+    for parts, st in zip(axes, strides, strict=True):
+        flat = np.add.outer(flat, np.array([p[2] * st for p in parts], dtype=np.intp))
+    flat = flat.ravel()
+    offsets = table.offsets[flat].tolist()
+    ends = table.ends[flat].tolist()
+    present = table.present[flat].tolist()
+    chunks = itertools.product(*[[p[0] for p in parts] for parts in axes])
+    srcs = itertools.product(*[[p[3] for p in parts] for parts in axes])
+    obj = arr.object_rel(shard)
+    for chunk, src, dst, s, e, ok in zip(chunks, srcs, dsts, offsets, ends, present, strict=True):
+        reads.append(ChunkRead(r, chunk, src, dst, obj, s, e) if ok else (r, dst))
+
+
+class ShardTable(NamedTuple):
+    """A parsed shard index: per inner chunk (C order) its byte range, and whether it is stored."""
+
+    offsets: np.ndarray
+    """int64 first byte."""
+    ends: np.ndarray
+    """int64 one past the last byte."""
+    present: np.ndarray
+    """bool: the shard stores the chunk (else it is fill)."""
+
+
+def _allocate(req: RegionRequest, *, has_fill: bool = False) -> tuple[np.ndarray, bool]:
+    """The output array, and whether it is already all fill value.
+
+    Only the parts outside the array are written (with the pad value), unless the region has
+    unstored chunks (``has_fill``) and the pad value equals the fill value: then the whole array
+    starts as fill (one contiguous write instead of one strided write per unstored chunk).
+    """
     arr = req.array
     start = [int(a) for a in req.start]
     stop = [int(b) for b in req.stop]
-    out = np.empty([b - a for a, b in zip(start, stop, strict=True)], dtype=arr.dtype)
-    pad = arr.meta.fill_value if req.pad_value is None else req.pad_value
+    shape = [b - a for a, b in zip(start, stop, strict=True)]
+    fill = arr.meta.fill_value
+    pad = fill if req.pad_value is None else req.pad_value
+    if has_fill and pad == fill:
+        return np.full(shape, fill, dtype=arr.dtype), True
+    out = np.empty(shape, dtype=arr.dtype)
     for axis, (a, b, n) in enumerate(zip(start, stop, arr.shape, strict=True)):
         lead = (slice(None),) * axis
         if a < 0:
             out[(*lead, slice(0, min(-a, b - a)))] = pad
         if b > n:
             out[(*lead, slice(max(0, n - a), b - a))] = pad
-    return out
+    return out, False
+
+
+class FetchedRegions:
+    """The stored bytes of a batch of regions, fetched but not yet decoded (see :func:`fetch_regions`).
+
+    Fetching is I/O only and may run in a background thread; :meth:`assemble` verifies, decodes
+    and places the chunks (CPU) in the calling thread.
+    """
+
+    def __init__(
+        self,
+        requests: Sequence[RegionRequest],
+        reads: list[ChunkRead | tuple[int, tuple[slice, ...]]],
+        ranged: list[ChunkRead],
+        blobs: list[memoryview | None],
+        whole: list[ChunkRead],
+        whole_blobs: list[bytes | None],
+    ) -> None:
+        self.requests = list(requests)
+        self._reads = reads
+        self._ranged = ranged
+        self._blobs = blobs
+        self._whole = whole
+        self._whole_blobs = whole_blobs
+
+    def assemble(self) -> list[np.ndarray]:
+        """The regions as numpy arrays; raises CorruptChunkError naming the case for a bad chunk."""
+        requests = self.requests
+        absent = [rd for rd in self._reads if not isinstance(rd, ChunkRead)]
+        counts = collections.Counter(rd[0] for rd in self._reads)
+        gaps = collections.Counter(rd[0] for rd in absent)
+        # Start as fill where at least a quarter of the chunks are unstored (labels, mostly).
+        allocated = [_allocate(req, has_fill=4 * gaps[r] >= counts[r] > 0) for r, req in enumerate(requests)]
+        outs = [out for out, _ in allocated]
+        for r, dst in absent:
+            if not allocated[r][1]:
+                outs[r][dst] = requests[r].array.meta.fill_value
+        decoders = [_fast_decoder(req.array.meta) for req in requests]
+        for rd, blob in zip(self._ranged, self._blobs, strict=True):
+            r = rd.request
+            try:
+                if blob is None or len(blob) != rd.end - rd.start:  # type: ignore[operator]
+                    got = "missing object" if blob is None else f"{len(blob)} bytes"
+                    raise CorruptChunkError(f"the shard index points past the object ({got})")
+                chunk = decoders[r](blob)
+            except CorruptChunkError as exc:
+                chunk = _reread(requests[r].array, rd, exc)
+            outs[r][rd.dst] = chunk[rd.src]
+        store = requests[0].array.store if requests else None
+        for rd, blob in zip(self._whole, self._whole_blobs, strict=True):
+            arr = requests[rd.request].array
+            if blob is None:
+                outs[rd.request][rd.dst] = arr.meta.fill_value
+                continue
+            what = f"{arr.name}: chunk {rd.chunk} ({store.url(rd.rel)})"  # type: ignore[union-attr]
+            chunk = decode_chunk(arr.meta, blob, what=what, reuse=True)
+            outs[rd.request][rd.dst] = chunk[rd.src]
+        return outs
+
+
+def fetch_regions(requests: Sequence[RegionRequest]) -> FetchedRegions:
+    """Steps 1-3 of :func:`read_regions`: plan, load shard indexes, fetch every chunk's bytes (I/O only)."""
+    if not requests:
+        return FetchedRegions([], [], [], [], [], [])
+    reads = plan_reads(requests)
+    store = requests[0].array.store
+    ranged: list[ChunkRead] = []
+    whole: list[ChunkRead] = []
+    for rd in reads:
+        if isinstance(rd, ChunkRead):
+            (whole if rd.start is None else ranged).append(rd)
+    blobs = store.read_ranges([(rd.rel, rd.start, rd.end) for rd in ranged])  # type: ignore[misc]
+    whole_blobs = store.read_many([rd.rel for rd in whole]) if whole else []
+    return FetchedRegions(requests, reads, ranged, blobs, whole, whole_blobs)
 
 
 def read_regions(requests: Sequence[RegionRequest]) -> list[np.ndarray]:
@@ -238,38 +349,31 @@ def read_regions(requests: Sequence[RegionRequest]) -> list[np.ndarray]:
     """
     if not requests:
         return []
-    reads = plan_reads(requests)
-    outs = [_allocate(req) for req in requests]
-    store = requests[0].array.store
-    ranged: list[ChunkRead] = []
-    whole: list[ChunkRead] = []
-    for rd in reads:
-        if not isinstance(rd, ChunkRead):
-            outs[rd[0]][rd[1]] = requests[rd[0]].array.meta.fill_value
-        elif rd.start is None:
-            whole.append(rd)
-        else:
-            ranged.append(rd)
-    blobs = store.read_ranges([(rd.rel, rd.start, rd.end) for rd in ranged])  # type: ignore[misc]
-    for rd, blob in zip(ranged, blobs, strict=True):
-        meta = requests[rd.request].array.meta
+    return fetch_regions(requests).assemble()
+
+
+def _fast_decoder(meta: ArrayMeta) -> Any:
+    """``blob -> chunk`` for the per-chunk loop: crc32c-checked, decoded into this thread's scratch
+    buffer (valid until the next chunk of the same size). CorruptChunkError on any failure."""
+    if meta.compressor != "blosc" or not meta.chunk_crc:
+        return lambda blob: decode_chunk(meta, blob, reuse=True)
+    buf = scratch(meta.chunk_nbytes)
+    view = buf.view(meta.dtype).reshape(meta.chunk_shape)
+    decompress = blosc_module().decompress
+    crc = _crc32c.crc32c
+
+    def decode(blob: memoryview) -> np.ndarray:
+        n = len(blob) - 4
+        if n < 0 or crc(blob[:n]) != int.from_bytes(blob[n:], "little"):
+            # The slow path words the error (checksum or length).
+            return decode_chunk(meta, blob, reuse=True)
         try:
-            if blob is None or len(blob) != rd.end - rd.start:  # type: ignore[operator]
-                got = "missing object" if blob is None else f"{len(blob)} bytes"
-                raise CorruptChunkError(f"the shard index points past the object ({got})")
-            chunk = decode_chunk(meta, blob)
-        except CorruptChunkError as exc:
-            chunk = _reread(requests[rd.request].array, rd, exc)
-        outs[rd.request][rd.dst] = chunk[rd.src]
-    if whole:
-        for rd, blob in zip(whole, store.read_many([rd.rel for rd in whole]), strict=True):
-            arr = requests[rd.request].array
-            if blob is None:
-                outs[rd.request][rd.dst] = arr.meta.fill_value
-                continue
-            chunk = decode_chunk(arr.meta, blob, what=f"{arr.name}: chunk {rd.chunk} ({store.url(rd.rel)})")
-            outs[rd.request][rd.dst] = chunk[rd.src]
-    return outs
+            decompress(blob[:n], buf)
+        except Exception as exc:  # numcodecs raises RuntimeError / ValueError for malformed frames
+            raise CorruptChunkError(f"cannot decompress ({type(exc).__name__}: {exc})") from exc
+        return view
+
+    return decode
 
 
 def _reread(arr: LazyArray, rd: ChunkRead, exc: CorruptChunkError) -> np.ndarray:
@@ -286,7 +390,7 @@ def _reread(arr: LazyArray, rd: ChunkRead, exc: CorruptChunkError) -> np.ndarray
 
 def _load_indexes(
     requests: Sequence[RegionRequest], axes_of: list[list[list[tuple[int, int, int, slice, slice]]]]
-) -> dict[tuple[str, tuple[int, ...]], list[tuple[int, int] | None] | None]:
+) -> dict[tuple[str, tuple[int, ...]], ShardTable | None]:
     """Flat (offset, nbytes) tables of every shard the regions touch, fetching the missing ones together."""
     found: dict[tuple[str, tuple[int, ...]], Any] = {}
     needed: dict[tuple[str, tuple[int, ...]], LazyArray] = {}
@@ -328,11 +432,8 @@ def _load_indexes(
                 raise CorruptChunkError(f"{what}: shard is {len(blob)} bytes, shorter than its index")
             parsed = parse_shard_index(arr.meta, blob, what=what).reshape(-1, 2)
             empty = (parsed[:, 0] == EMPTY) & (parsed[:, 1] == EMPTY)
-            # Plain Python tuples: looked up once per chunk on the hot path.
-            table = [
-                None if gone else (int(o), int(n))
-                for (o, n), gone in zip(parsed.tolist(), empty.tolist(), strict=True)
-            ]
+            offsets = np.where(empty, 0, parsed[:, 0]).astype(np.int64)
+            table = ShardTable(offsets, offsets + np.where(empty, 0, parsed[:, 1]).astype(np.int64), ~empty)
         arr._index_cache.put(key, table)
         found[key] = table
     return found

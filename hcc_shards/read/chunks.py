@@ -213,6 +213,11 @@ def _zstd() -> zstandard.ZstdDecompressor:
     return dctx
 
 
+def blosc_module() -> Any:
+    """numcodecs.blosc, imported on first use, its own threads off."""
+    return _blosc()
+
+
 def _blosc() -> Any:
     # Only datasets written with blosc pay for this import; numcodecs warns about the crc32c
     # package it finds next to it, which is ours, not its concern.
@@ -228,9 +233,29 @@ def _blosc() -> Any:
     return mod
 
 
-def decode_chunk(meta: ArrayMeta, data: bytes | memoryview, *, what: str = "") -> np.ndarray:
+def scratch(nbytes: int) -> np.ndarray:
+    """This thread's reusable buffer of ``nbytes`` bytes (one per size).
+
+    Decoding into a buffer that stays in cache is about 3x faster than into freshly allocated
+    memory, whose pages the kernel must first fault in. Its content is valid until the next
+    decode of the same size in this thread.
+    """
+    bufs = getattr(_local, "scratch", None)
+    if bufs is None:
+        bufs = _local.scratch = {}
+    buf = bufs.get(nbytes)
+    if buf is None:
+        buf = bufs[nbytes] = np.empty(nbytes, dtype=np.uint8)
+    return buf
+
+
+def decode_chunk(
+    meta: ArrayMeta, data: bytes | memoryview, *, what: str = "", reuse: bool = False
+) -> np.ndarray:
     """Decode one stored (inner) chunk into an array of ``meta.chunk_shape``.
 
+    With ``reuse``, blosc chunks are decompressed into this thread's scratch buffer (see
+    :func:`scratch`) and the result is only valid until the next such decode: copy it first.
     Raises CorruptChunkError (its message starts with ``what: `` when given) when the checksum
     fails or the bytes cannot be decompressed to the expected size.
     """
@@ -243,7 +268,8 @@ def decode_chunk(meta: ArrayMeta, data: bytes | memoryview, *, what: str = "") -
         if meta.compressor == "zstd":
             raw: Any = _zstd().decompress(buf, max_output_size=expected)
         elif meta.compressor == "blosc":
-            raw = _blosc().decompress(buf)
+            # numcodecs checks the frame's decoded size against the buffer's (ValueError).
+            raw = _blosc().decompress(buf, scratch(expected)) if reuse else _blosc().decompress(buf)
         else:
             raw = buf
     except Exception as exc:  # the codecs raise their own error types for malformed frames

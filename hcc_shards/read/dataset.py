@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from hcc_shards.errors import FormatError
 from hcc_shards.geometry import Geometry
 from hcc_shards.labels import LABELS
-from hcc_shards.read.array import LazyArray, RegionRequest, ShardIndexCache, read_regions
+from hcc_shards.read.array import FetchedRegions, LazyArray, RegionRequest, ShardIndexCache, fetch_regions
 from hcc_shards.read.chunks import parse_array_meta
 from hcc_shards.read.io import ByteStore, IOSettings
 
@@ -411,13 +411,28 @@ class Case:
         label_pad: int = LABEL_PAD,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(image, label) of ``[start, stop)`` (z, y, x), padded outside the volume, in one batch of reads."""
-        image, label = read_regions(
+        image, label = self.fetch_region(start, stop, image_pad=image_pad, label_pad=label_pad).assemble()
+        return image, label
+
+    def fetch_region(
+        self,
+        start: Sequence[int],
+        stop: Sequence[int],
+        *,
+        image_pad: int = IMAGE_PAD,
+        label_pad: int = LABEL_PAD,
+    ) -> FetchedRegions:
+        """The I/O half of :meth:`read_region`: the stored bytes of image and label, fetched in one batch.
+
+        ``.assemble()`` on the result verifies, decodes and returns ``(image, label)`` (CPU only), so a
+        background thread can fetch the next region while the caller decodes this one.
+        """
+        return fetch_regions(
             [
                 RegionRequest(self.image, tuple(start), tuple(stop), image_pad),
                 RegionRequest(self.label, tuple(start), tuple(stop), label_pad),
             ]
         )
-        return image, label
 
 
 __all__ = ["FORMAT_VERSION", "IMAGE_PAD", "LABEL_PAD", "Case", "Dataset", "DatasetInfo", "open_dataset"]

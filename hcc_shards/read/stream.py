@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from hcc_shards.read.array import FetchedRegions
 from hcc_shards.read.dataset import IMAGE_PAD, LABEL_PAD, Dataset
 from hcc_shards.read.order import STATE_VERSION, ReaderState, Uneven, assign_positions, sampler_key
 from hcc_shards.read.sampling import PatchSpec, Sampler
@@ -71,12 +73,15 @@ class PatchStream:
         uneven: Uneven = "pad",
         prefetch: int = 8,
         threads: int = 4,
+        fetch_ahead: int = 1,
         worker_info: WorkerInfo = single_worker,
     ) -> None:
         if uneven not in ("pad", "drop"):
             raise ValueError(f"uneven must be 'pad' or 'drop', got {uneven!r}")
-        if prefetch < 0 or threads < 0:
-            raise ValueError(f"prefetch and threads must be >= 0, got {prefetch} and {threads}")
+        if prefetch < 0 or threads < 0 or fetch_ahead < 0:
+            raise ValueError(
+                f"prefetch, threads and fetch_ahead must be >= 0, got {prefetch}, {threads} and {fetch_ahead}"
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
         self.dataset = dataset
@@ -89,6 +94,10 @@ class PatchStream:
         """Samples read ahead of the consumer (0: read on demand)."""
         self.threads = int(threads)
         """Reader threads (0: read in the consuming thread)."""
+        self.fetch_ahead = int(fetch_ahead)
+        """When reading in the consuming thread (``threads=0`` or ``prefetch=0``) from an object store:
+        samples whose bytes one background I/O thread fetches ahead while the consumer decodes
+        (0: none). Decoding never leaves the consuming thread. Local files are always read on demand."""
         self.worker_info = worker_info
         """Worker discovery; replaced by the PyTorch adapter and by tests."""
         self.epoch = 0
@@ -135,8 +144,15 @@ class PatchStream:
 
     def read(self, spec: PatchSpec) -> Patch:
         """Read one sample's image and label."""
+        return self._assemble(spec, self._fetch(spec))
+
+    def _fetch(self, spec: PatchSpec) -> FetchedRegions:
         case = self.dataset.case(spec.case_id)
-        image, label = case.read_region(spec.start, spec.stop, image_pad=IMAGE_PAD, label_pad=LABEL_PAD)
+        return case.fetch_region(spec.start, spec.stop, image_pad=IMAGE_PAD, label_pad=LABEL_PAD)
+
+    @staticmethod
+    def _assemble(spec: PatchSpec, fetched: FetchedRegions) -> Patch:
+        image, label = fetched.assemble()
         return Patch(image=image, label=label, spec=spec)
 
     def generate(
@@ -162,6 +178,9 @@ class PatchStream:
         specs = (self.spec(epoch, int(p)) for p in positions)
         pool = self._executor()
         if pool is None or self.prefetch == 0:
+            if self.fetch_ahead and not self.dataset.store.is_local:
+                yield from self._fetching_ahead(specs)
+                return
             for spec in specs:
                 yield self.read(spec)
             return
@@ -175,6 +194,23 @@ class PatchStream:
                 yield pending.popleft().result()
         finally:
             for fut in pending:
+                fut.cancel()
+
+    def _fetching_ahead(self, specs: Iterator[PatchSpec]) -> Iterator[Patch]:
+        """Decode sample n in this thread while the I/O thread fetches samples n+1 .. n+fetch_ahead."""
+        io = _io_executor()
+        pending: collections.deque[tuple[PatchSpec, Future[FetchedRegions]]] = collections.deque()
+        try:
+            for spec in specs:
+                pending.append((spec, io.submit(self._fetch, spec)))
+                if len(pending) > self.fetch_ahead:
+                    done, fut = pending.popleft()
+                    yield self._assemble(done, fut.result())
+            while pending:
+                done, fut = pending.popleft()
+                yield self._assemble(done, fut.result())
+        finally:
+            for _, fut in pending:
                 fut.cancel()
 
     def _executor(self) -> ThreadPoolExecutor | None:
@@ -251,6 +287,19 @@ class PatchStream:
         if self._pool is not None and self._pool_pid == os.getpid():
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
+
+
+_IO: list[Any] = [-1, None]
+"""(pid, executor) of this process's background I/O thread for ``fetch_ahead``."""
+_IO_LOCK = threading.Lock()
+
+
+def _io_executor() -> ThreadPoolExecutor:
+    """One I/O thread per process (made on first use, again after a fork), shared by all streams."""
+    with _IO_LOCK:
+        if _IO[0] != os.getpid():
+            _IO[0], _IO[1] = os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="hcc-shards-fetch")
+        return _IO[1]
 
 
 def stack(patches: list[Patch]) -> dict[str, np.ndarray]:

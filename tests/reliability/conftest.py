@@ -5,33 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hcc_shards.synth import CohortTruth, generate_cohort
-from hcc_shards.synth.faults import Fault, InjectedFault, assign_faults, inject_faults
+from hcc_shards.synth.faults import Fault, assign_faults, inject_faults
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import build
-
-PATIENTS = 24
-"""Patients 1..24 of seed 0 hold 21 that can carry a fault (hcc_shards.synth.faults.ELIGIBLE_QUIRKS)."""
-SEED = 0
-SMALL = ("HCC_001", "HCC_003", "HCC_004")
-"""The small cohort: two plain patients and one with stacked phases."""
-
-
-@dataclass(frozen=True)
-class Cohorts:
-    clean: str
-    """Healthy cohort (TCIA layout)."""
-    faulted: str
-    """A copy with one fault per assigned patient."""
-    truth: CohortTruth
-    faults: tuple[InjectedFault, ...]
+from reliability_helpers import PATIENTS, SEED, SMALL, Cohorts, build
 
 
 @pytest.fixture(scope="session")

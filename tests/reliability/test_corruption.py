@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import shard_objects, version_dir
+from reliability_helpers import shard_objects, version_dir
 
 from hcc_shards.cli import main as cli_main
 from hcc_shards.errors import HccShardsError

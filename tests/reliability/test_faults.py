@@ -9,8 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Cohorts
-from helpers import build, core_run, files_of, read_rows, record_key, version_dir
+from reliability_helpers import (
+    PATIENTS,
+    SEED,
+    Cohorts,
+    build,
+    core_run,
+    files_of,
+    read_rows,
+    record_key,
+    version_dir,
+)
 
 from hcc_shards.quarantine import Reason
 from hcc_shards.synth.faults import FAULTS, Fault
@@ -25,8 +34,8 @@ def test_catalogue_covers_at_least_15_kinds_each_with_a_documented_code() -> Non
         assert spec.reason in Reason, fault
         assert spec.reason.value in documented, f"{fault}: {spec.reason} is not in the FORMAT.md table"
         assert spec.stage in ("index", "series", "pair", "decode"), fault
-    # 20 kinds of bad input end in 16 distinct reason codes.
-    assert len({spec.reason for spec in FAULTS.values()}) >= 15
+    # 20 kinds of bad input end in 18 distinct reason codes.
+    assert len({spec.reason for spec in FAULTS.values()}) == 18
 
 
 def _expected(cohorts: Cohorts) -> Counter:
@@ -93,8 +102,6 @@ def test_faults_core_functions_idc_layout(tmp_path: Path) -> None:
     """The same catalogue in the flat IDC bucket layout, where folder names say nothing."""
     import shutil
 
-    from conftest import PATIENTS, SEED
-
     from hcc_shards.synth import generate_cohort
     from hcc_shards.synth.faults import assign_faults, inject_faults
 
@@ -118,3 +125,17 @@ def test_synth_command_injects_faults(tmp_path: Path, capsys: pytest.CaptureFixt
     assert codes == Counter({"unreadable": 1, "empty_seg": 1})
     assert cli_main(["synth", str(tmp_path / "x"), "--patients", "1", "--faults", "no_such_fault"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_fault_injection_is_reproducible(small_cohort: str, small_truth, tmp_path: Path) -> None:
+    import shutil
+
+    from hcc_shards.synth.faults import inject_faults
+
+    assignment = {"HCC_001": Fault.MISSING_SLICE, "HCC_003": Fault.GANTRY_TILT, "HCC_004": Fault.TWO_SEGS}
+    copies = []
+    for name in ("a", "b"):
+        shutil.copytree(small_cohort, tmp_path / name)
+        copies.append(inject_faults(str(tmp_path / name), small_truth, assignment))
+    assert copies[0] == copies[1]
+    assert files_of(tmp_path / "a") == files_of(tmp_path / "b") != files_of(small_cohort)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import REPO, build_command, child_env, read_rows, version_dir
 from long_ct import write_long_ct
+from reliability_helpers import REPO, build_command, child_env, read_rows, version_dir
 
 from hcc_shards.errors import FormatError
 from hcc_shards.read import open_dataset

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import read_rows, run_build_process, version_dir
+from reliability_helpers import build, read_rows, run_build_process, version_dir
 
 from hcc_shards.pseudonymize import URL_PREFIX, Pseudonymizer
 from hcc_shards.synth import CohortTruth
@@ -77,11 +77,12 @@ def _leaks(output: Path, logs: bytes, needles: tuple[str, ...]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def phi_cohort(small_cohort: str, small_truth: CohortTruth, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small cohort with PHI in every file, and two faults so that the quarantine table has rows."""
+    """The small cohort with PHI in every file, and three faults so that the quarantine table has rows."""
     root = tmp_path_factory.mktemp("phi") / "dicom"
     shutil.copytree(small_cohort, root)
     assert plant_phi(str(root)) > 300
-    inject_faults(str(root), small_truth, {"HCC_001": Fault.ABSURD_RESCALE, "HCC_004": Fault.MEMORY_BOMB})
+    faults = {"HCC_001": Fault.ABSURD_RESCALE, "HCC_003": Fault.TWO_SEGS, "HCC_004": Fault.MEMORY_BOMB}
+    inject_faults(str(root), small_truth, faults)  # records of the decode, pair and index stages
     return root
 
 
@@ -94,6 +95,7 @@ def test_planted_phi_reaches_no_output_and_no_log(phi_cohort: Path, tmp_path: Pa
     assert len(read_rows(version / "manifest.parquet")) == 2
     assert {r["code"] for r in read_rows(version / "quarantine.parquet")} == {
         "invalid_rescale",
+        "duplicate_seg",
         "image_too_large",
     }
     assert _leaks(out, logs, PLANTED) == []
@@ -118,7 +120,8 @@ def test_pseudonymized_build_keeps_no_patient_or_study_identifier(
     study_uids = {u for p in small_truth.patients for u in p.study_instance_uids}
     assert {pseudo.uid(u) for u in study_uids} >= {r["study_instance_uid"] for r in rows}
     records = read_rows(version / "quarantine.parquet")
-    assert len(records) == 2 and all(r["url"].startswith(URL_PREFIX) for r in records)
+    assert len(records) == 3 and all(r["url"].startswith(URL_PREFIX) for r in records)
+    assert all(r["patient_id"].startswith("anon-") for r in records)
     identifiers = (
         *PLANTED,
         "HCC_0",
@@ -143,10 +146,12 @@ def test_pseudonyms_are_keyed_and_stable() -> None:
         Pseudonymizer("")
 
 
-def test_pseudonymize_flag_without_key_is_refused(phi_cohort: Path, tmp_path: Path) -> None:
-    proc = run_build_process(
-        str(phi_cohort), str(tmp_path / "out"), "--pseudonymize", HCC_SHARDS_PSEUDONYMIZE_KEY=""
-    )
-    assert proc.returncode != 0
-    assert b"HCC_SHARDS_PSEUDONYMIZE_KEY" in proc.stderr
+def test_pseudonymize_flag_without_key_is_refused(
+    phi_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hcc_shards.errors import ConfigError
+
+    monkeypatch.delenv("HCC_SHARDS_PSEUDONYMIZE_KEY", raising=False)
+    with pytest.raises(ConfigError, match="HCC_SHARDS_PSEUDONYMIZE_KEY"):
+        build(str(phi_cohort), str(tmp_path / "out"), "--pseudonymize")
     assert not (tmp_path / "out").exists()

@@ -19,6 +19,8 @@ from hcc_shards.config import BuildConfig
 from hcc_shards.dicom import InstanceHeader, decode_or_record, index_file, pair_patient
 from hcc_shards.dicom.plan import list_objects
 from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.synth import CohortTruth
+from hcc_shards.synth.faults import InjectedFault
 
 REPO = Path(__file__).resolve().parents[2]
 SPACING = "6,4,4"
@@ -26,6 +28,25 @@ SPACING = "6,4,4"
 IN_PROCESS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 VOLATILE_FILES = ("dataset.json", "DATASET.md")
 """Files whose build time and run statistics differ between two builds of the same input."""
+
+
+PATIENTS = 24
+"""Patients 1..24 of seed 0 hold 21 that can carry a fault (hcc_shards.synth.faults.ELIGIBLE_QUIRKS)."""
+SEED = 0
+SMALL = ("HCC_001", "HCC_003", "HCC_004")
+"""The small cohort: two plain patients and one with stacked phases."""
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    clean: str
+    """Healthy cohort (TCIA layout)."""
+    faulted: str
+    """A copy with one fault per assigned patient."""
+    truth: CohortTruth
+    """Generator truth of the clean cohort."""
+    faults: tuple[InjectedFault, ...]
+    """What was damaged, and the record a correct build makes of each."""
 
 
 def build(input_url: str, output_url: str, *flags: str) -> Any:
@@ -172,7 +193,11 @@ def record_key(record: QuarantineRecord | dict[str, Any], root: str) -> tuple[st
 
 __all__: Sequence[str] = [
     "IN_PROCESS",
+    "PATIENTS",
+    "SEED",
+    "SMALL",
     "SPACING",
+    "Cohorts",
     "CoreRun",
     "assert_same_output",
     "build",
