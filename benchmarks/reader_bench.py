@@ -10,8 +10,11 @@ In one run, on the same cases and the same patch boxes, it measures:
 - ``bound``: decompressing, from memory, exactly the chunks those patches touch (the codec's limit);
 - ``blosc2``: nnU-Net-style blosc2 arrays (cache-sized blocks and chunks, zstd level 8), memory-mapped,
   opened per patch as nnU-Net does (in the benchmark-only env of benchmarks/setup_bench.sh);
+- ``monai``: MONAI from .nii.gz (LoadImaged + RandCropByPosNegLabeld, bench env);
 - ``emulator``: hcc_shards.read through gcp-storage-emulator (gs:// via gcsfs, on 127.0.0.1),
-  one thread and with read-ahead threads;
+  one consuming thread (with the stream's background I/O thread fetching one patch ahead, and
+  without: ``emulator_serial``) and with read-ahead threads;
+- ``latency``: one consuming thread with a simulated storage wait per batch, fetch_ahead 0 / 1 / 2;
 - ``workers``: a torch DataLoader over PatchDataset with 2 and 4 worker processes (reader env).
 
 Volumes are full-size-like: ``--shape`` (default 90x512x512) int16 with smooth content (``--noise`` HU
@@ -151,14 +154,18 @@ def interleaved(contenders: dict, n_blocks: int, repeat: int) -> dict[str, float
     return {name: n_blocks * BLOCK / sum(times) for name, times in best.items()}
 
 
-def ours_blocks(url: str, specs: list, storage_options=None, io=None):
-    """Read block ``i`` of ``specs`` with PatchStream (one thread, no read-ahead) on one Dataset."""
+def ours_blocks(url: str, specs: list, storage_options=None, io=None, fetch_ahead: int = 1):
+    """Read block ``i`` of ``specs`` with PatchStream (one thread, no read-ahead) on one Dataset.
+
+    On object stores the stream's background I/O thread fetches the next patch's bytes while this
+    thread decodes (``fetch_ahead``); local files are read on demand whatever it says."""
     from hcc_shards.read import PatchStream, open_dataset
 
     ds = open_dataset(url, storage_options, io_settings=io)
 
     def run(i: int) -> None:
-        stream = PatchStream(ds, _FixedSpecs(specs[i * BLOCK : (i + 1) * BLOCK]), threads=0, prefetch=0)
+        block = _FixedSpecs(specs[i * BLOCK : (i + 1) * BLOCK])
+        stream = PatchStream(ds, block, threads=0, prefetch=0, fetch_ahead=fetch_ahead)
         for _ in stream:
             pass
 
@@ -311,6 +318,86 @@ def blosc2_child(job_file: str) -> None:
     print(json.dumps(out))
 
 
+def rate_monai(url: str, ids: list[str], sizes: list, workdir: Path, n: int) -> dict:
+    """MONAI from .nii.gz with RandCropByPosNegLabeld, in the bench env; patches/s per size."""
+    from hcc_shards.read import open_dataset
+
+    py = subprocess.run(
+        ["bash", str(ROOT / "benchmarks/setup_bench.sh")], check=True, capture_output=True, text=True
+    )
+    bench_python = py.stdout.strip().splitlines()[-1]
+    ndir = workdir / f"nifti-{Path(url).name}"
+    ndir.mkdir(exist_ok=True)
+    ds = open_dataset(url)
+    for cid in ids:
+        if not (ndir / f"{cid}_image.nii.gz").exists():
+            case = ds.case(cid)
+            np.save(ndir / f"{cid}_image.npy", case.image[...])
+            np.save(ndir / f"{cid}_label.npy", case.label[...])
+    job = {"dir": str(ndir), "ids": ids, "n": n, "sizes": [list(s) for s in sizes]}
+    job_file = ndir / "job.json"
+    job_file.write_text(json.dumps(job))
+    done = subprocess.run(
+        [bench_python, __file__, "_monai", str(job_file)], check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def monai_child(job_file: str) -> None:
+    """(bench env) write the cases as .nii.gz once, then time MONAI's usual training input path:
+    LoadImaged + EnsureChannelFirstd + SpatialPadd (to the patch size) + RandCropByPosNegLabeld
+    (pos 1 : neg 2, a third on foreground like ours, one sample per load),
+    the whole volume loaded per sample as a MONAI Dataset without caching does."""
+    import nibabel as nib
+    import torch
+    from monai.transforms import (
+        Compose,
+        EnsureChannelFirstd,
+        LoadImaged,
+        RandCropByPosNegLabeld,
+        SpatialPadd,
+    )
+
+    torch.set_num_threads(1)
+    job = json.loads(Path(job_file).read_text())
+    d = Path(job["dir"])
+    for cid in job["ids"]:
+        for kind in ("image", "label"):
+            gz = d / f"{cid}_{kind}.nii.gz"
+            if gz.exists():
+                continue
+            data = np.load(d / f"{cid}_{kind}.npy")
+            tmp = d / f"{cid}_{kind}.tmp.nii.gz"
+            nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp))
+            os.replace(tmp, gz)
+            os.unlink(d / f"{cid}_{kind}.npy")
+    items = [
+        {"image": str(d / f"{c}_image.nii.gz"), "label": str(d / f"{c}_label.nii.gz")} for c in job["ids"]
+    ]
+    out = {}
+    for size in job["sizes"]:
+        tf = Compose(
+            [
+                LoadImaged(keys=["image", "label"], image_only=True),
+                EnsureChannelFirstd(keys=["image", "label"]),
+                # Volumes thinner than the patch (90 slices vs 128) are padded first, as in MONAI's recipes.
+                SpatialPadd(keys=["image"], spatial_size=size, value=-1024),
+                SpatialPadd(keys=["label"], spatial_size=size, value=0),
+                RandCropByPosNegLabeld(
+                    keys=["image", "label"], label_key="label", spatial_size=size, pos=1, neg=2, num_samples=1
+                ),
+            ]
+        )
+        tf.set_random_state(seed=1)
+        tf(items[0])  # warm-up (imports, page cache)
+        t0 = time.perf_counter()
+        for i in range(job["n"]):
+            patch = tf(items[i % len(items)])[0]
+            assert tuple(patch["image"].shape[1:]) == tuple(size)
+        out["x".join(map(str, size))] = job["n"] / (time.perf_counter() - t0)
+    print(json.dumps(out))
+
+
 def cache_sized_blocks(shape, patch, itemsize, l1=32768, l3=1441792, safety=0.8):
     """nnU-Net's idea for blosc2 layouts: blocks that fit the L1 cache, chunks that fit L3 and stay
     under 1.5x the patch. Axes are halved (blocks) or grown by one block (chunks) in turn."""
@@ -361,12 +448,63 @@ def rate_emulator(url: str, specs_by_size: dict, workdir: Path, repeat: int) -> 
         io = IOSettings(max_concurrency=4, coalesce_gap=1 << 20, max_batches_in_flight=1)
         remote, opts = f"{bucket}/ds", gcs.storage_options
         for key, specs in specs_by_size.items():
-            one = interleaved({"e": ours_blocks(remote, specs, opts, io)}, len(specs) // BLOCK, repeat)["e"]
+            # One consuming thread: PatchStream(threads=0) decodes in it while its background I/O
+            # thread fetches the next patch (fetch_ahead=1, the default); "serial" fetches on demand.
+            both = interleaved(
+                {
+                    "e": ours_blocks(remote, specs, opts, io),
+                    "serial": ours_blocks(remote, specs, opts, io, fetch_ahead=0),
+                    # Local disk again, in the same blocks: the emulator/ours ratio compares like with like.
+                    "local": ours_blocks(url, specs),
+                },
+                len(specs) // BLOCK,
+                repeat,
+            )
+            one = both["e"]
             two = max(
                 rate_ours(remote, specs, threads=2, prefetch=4, storage_options=opts, io=io)
                 for _ in range(repeat)
             )
-            out[key] = {"one_thread": one, "threads2": two}
+            out[key] = {"one_thread": one, "serial": both["serial"], "local": both["local"], "threads2": two}
+    return out
+
+
+def rate_latency(url: str, specs: list, waits_ms: tuple, repeat: int) -> dict:
+    """Patches/s of one consuming thread when every storage batch first waits ``waits_ms`` (an object
+    store's network wait, simulated on fsspec's in-memory filesystem), with fetch_ahead 0, 1 and 2."""
+    import fsspec
+
+    from hcc_shards.read import PatchStream, open_dataset
+    from hcc_shards.read.io import ByteStore
+
+    fs = fsspec.filesystem("memory")
+    root = f"/reader-bench-{os.getpid()}"
+    fs.put(url + "/", root, recursive=True)
+    original = ByteStore._remote_ranges
+    out = {}
+    try:
+        for wait in waits_ms:
+
+            def slow(self, ranges, wait=wait):
+                time.sleep(wait / 1000)
+                return original(self, ranges)
+
+            ByteStore._remote_ranges = slow  # type: ignore[method-assign]
+            ds = open_dataset(f"memory://{root}")
+
+            def blocks(fa: int, ds=ds):
+                def run(i: int) -> None:
+                    block = _FixedSpecs(specs[i * BLOCK : (i + 1) * BLOCK])
+                    for _ in PatchStream(ds, block, threads=0, prefetch=0, fetch_ahead=fa):
+                        pass
+
+                return run
+
+            runs = {f"fetch_ahead={fa}": blocks(fa) for fa in (0, 1, 2)}
+            out[wait] = interleaved(runs, len(specs) // BLOCK, repeat)
+    finally:
+        ByteStore._remote_ranges = original  # type: ignore[method-assign]
+        fs.rm(root, recursive=True)
     return out
 
 
@@ -429,7 +567,8 @@ def main() -> None:
         type=lambda s: [_triple(v) for v in s.split(";")],
         default=[(90, 128, 128), (128, 128, 128), (96, 160, 160)],
     )
-    p.add_argument("--skip", default="", help="comma list of: blosc2, emulator, workers")
+    p.add_argument("--monai-patches", type=int, default=10, help="MONAI samples per size (about 1/s)")
+    p.add_argument("--skip", default="", help="comma list of: blosc2, monai, emulator, latency, workers")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -455,15 +594,31 @@ def main() -> None:
     if "blosc2" not in skip:
         for key, r in rate_blosc2(url, ids, specs, args.workdir, args.repeat).items():
             rows[key]["blosc2"] = r
+    if "monai" not in skip:
+        for key, r in rate_monai(url, ids, args.sizes, args.workdir, args.monai_patches).items():
+            rows[key]["monai"] = r
     if "emulator" not in skip:
         for key, r in rate_emulator(url, specs, args.workdir, args.repeat).items():
             rows[key]["emulator"] = r["one_thread"]
+            rows[key]["emulator_serial"] = r["serial"]
+            rows[key]["ours_local_e"] = r["local"]
             rows[key]["emulator_threads2"] = r["threads2"]
+    latency = {}
+    if "latency" not in skip:
+        key = next(iter(specs))
+        latency = {"patch": key, **rate_latency(url, specs[key][:60], (5, 20), args.repeat)}
     if "workers" not in skip:
         for key, s in zip(specs, args.sizes, strict=True):
             for k in (2, 4):
                 rows[key][f"workers{k}"] = rate_workers(url, s, max(args.patches, 40 * k), k)
     report(args, rows)
+    if latency:
+        print(
+            f"\none consuming thread, simulated storage wait per batch, {latency.pop('patch')} patches/s:\n"
+        )
+        print("| wait per batch | fetch_ahead=0 | fetch_ahead=1 | fetch_ahead=2 |\n|---|---|---|---|")
+        for wait, r in latency.items():
+            print(f"| {wait} ms | " + " | ".join(f"{v:.1f}" for v in r.values()) + " |")
 
 
 def report(args: argparse.Namespace, rows: dict) -> None:
@@ -478,7 +633,10 @@ def report(args: argparse.Namespace, rows: dict) -> None:
         "bound",
         "bound+copy",
         "blosc2",
+        "monai",
+        "ours_local_e",
         "emulator",
+        "emulator_serial",
         "emulator_threads2",
         "workers2",
         "workers4",
@@ -486,7 +644,7 @@ def report(args: argparse.Namespace, rows: dict) -> None:
     print(
         "| patch | "
         + " | ".join(f"{c} /s" for c in cols)
-        + " | ours/bound | ours/(bound+copy) | ours/blosc2 | emulator/ours | emulator_threads2/ours |"
+        + " | ours/bound | ours/(bound+copy) | ours/blosc2 | emulator/ours_e | emulator_threads2/ours_e |"
     )
     print("|---" * (len(cols) + 6) + "|")
     for key, r in rows.items():
@@ -495,8 +653,8 @@ def report(args: argparse.Namespace, rows: dict) -> None:
             f"{r['ours'] / r['bound']:.2f}",
             f"{r['ours'] / r['bound+copy']:.2f}",
             f"{r['ours'] / r['blosc2']:.2f}" if "blosc2" in r else "-",
-            f"{r['emulator'] / r['ours']:.2f}" if "emulator" in r else "-",
-            f"{r['emulator_threads2'] / r['ours']:.2f}" if "emulator" in r else "-",
+            f"{r['emulator'] / r['ours_local_e']:.2f}" if "emulator" in r else "-",
+            f"{r['emulator_threads2'] / r['ours_local_e']:.2f}" if "emulator" in r else "-",
         ]
         print(f"| {key} | " + " | ".join(cells + ratios) + " |")
 
@@ -506,6 +664,8 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     if len(sys.argv) > 1 and sys.argv[1] == "_blosc2":
         blosc2_child(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_monai":
+        monai_child(sys.argv[2])
     elif len(sys.argv) > 1 and sys.argv[1] == "_workers":
         workers_child(*sys.argv[2:6])
     else:

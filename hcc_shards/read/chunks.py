@@ -236,9 +236,9 @@ def _blosc() -> Any:
 def scratch(nbytes: int) -> np.ndarray:
     """This thread's reusable buffer of ``nbytes`` bytes (one per size).
 
-    Decoding into a buffer that stays in cache is about 3x faster than into freshly allocated
-    memory, whose pages the kernel must first fault in. Its content is valid until the next
-    decode of the same size in this thread.
+    Chunks are decoded into it and copied out at once, so a patch allocates only its outputs
+    (the buffer stays in cache; fresh memory would first be faulted in). Its content is valid
+    until the next decode of the same size in this thread.
     """
     bufs = getattr(_local, "scratch", None)
     if bufs is None:

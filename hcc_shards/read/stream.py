@@ -96,8 +96,9 @@ class PatchStream:
         """Reader threads (0: read in the consuming thread)."""
         self.fetch_ahead = int(fetch_ahead)
         """When reading in the consuming thread (``threads=0`` or ``prefetch=0``) from an object store:
-        samples whose bytes one background I/O thread fetches ahead while the consumer decodes
-        (0: none). Decoding never leaves the consuming thread. Local files are always read on demand."""
+        samples whose bytes background I/O threads fetch ahead (concurrently, up to
+        ``IOSettings.max_batches_in_flight``) while the consumer decodes (0: none). Decoding never
+        leaves the consuming thread. Local files are always read on demand."""
         self.worker_info = worker_info
         """Worker discovery; replaced by the PyTorch adapter and by tests."""
         self.epoch = 0
@@ -197,7 +198,7 @@ class PatchStream:
                 fut.cancel()
 
     def _fetching_ahead(self, specs: Iterator[PatchSpec]) -> Iterator[Patch]:
-        """Decode sample n in this thread while the I/O thread fetches samples n+1 .. n+fetch_ahead."""
+        """Decode sample n in this thread while I/O threads fetch samples n+1 .. n+fetch_ahead."""
         io = _io_executor()
         pending: collections.deque[tuple[PatchSpec, Future[FetchedRegions]]] = collections.deque()
         try:
@@ -289,16 +290,22 @@ class PatchStream:
         self._pool = None
 
 
+_IO_THREADS = 4
+"""Background I/O threads per process for ``fetch_ahead`` (fetches only: they wait on storage)."""
 _IO: list[Any] = [-1, None]
-"""(pid, executor) of this process's background I/O thread for ``fetch_ahead``."""
+"""(pid, executor) of this process's background I/O threads."""
 _IO_LOCK = threading.Lock()
 
 
 def _io_executor() -> ThreadPoolExecutor:
-    """One I/O thread per process (made on first use, again after a fork), shared by all streams."""
+    """The process's I/O threads (made on first use, again after a fork), shared by all streams.
+
+    A stream has at most ``fetch_ahead`` fetches in flight, and the store at most
+    ``IOSettings.max_batches_in_flight``."""
     with _IO_LOCK:
         if _IO[0] != os.getpid():
-            _IO[0], _IO[1] = os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="hcc-shards-fetch")
+            _IO[0] = os.getpid()
+            _IO[1] = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="hcc-shards-fetch")
         return _IO[1]
 
 
