@@ -88,12 +88,13 @@ class Case:
         counts = np.zeros(256, dtype=np.int64)
         flat = self.label.reshape(-1)
         top = int(flat.max()) if flat.size else 0
-        if top < 16:
-            for value in range(top + 1):
-                counts[value] = np.count_nonzero(flat == value)
-        else:
-            for start in range(0, flat.size, _COUNT_BLOCK):
-                counts += np.bincount(flat[start : start + _COUNT_BLOCK], minlength=256)
+        for start in range(0, flat.size, _COUNT_BLOCK):
+            block = flat[start : start + _COUNT_BLOCK]
+            if top < 16:
+                for value in range(top + 1):
+                    counts[value] += np.count_nonzero(block == value)
+            else:
+                counts += np.bincount(block, minlength=256)
         return tuple(int(n) for n in counts)
 
     def with_arrays(self, image: np.ndarray, label: np.ndarray, geometry: Geometry) -> Case:
