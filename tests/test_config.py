@@ -40,3 +40,15 @@ def test_quarantine_record_rejects_unknown_code():
         QuarantineRecord(code="oops", message="", stage="index")
     r = QuarantineRecord(code=Reason.NOT_DICOM, message="m", stage="index", details=(("a", "1"),))
     assert QuarantineRecord.from_dict(r.to_dict()) == r
+
+
+def test_storage_options_flag_rejects_non_objects():
+    import argparse
+
+    from hcc_shards.commands import storage_options_of
+
+    assert storage_options_of(argparse.Namespace(storage_options=None)) is None
+    assert storage_options_of(argparse.Namespace(storage_options='{"anon": true}')) == {"anon": True}
+    for bad in ("{anon}", "[1, 2]"):
+        with pytest.raises(SystemExit, match="must be a JSON object"):
+            storage_options_of(argparse.Namespace(storage_options=bad))

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from hcc_shards.commands import add_storage_options, storage_options_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="folder, bucket prefix (gs://, s3://) or single file")
     parser.add_argument("--json", action="store_true", help="JSON lines as in docs/FORMAT.md 'Plan records'")
-    parser.add_argument(
-        "--storage-options",
-        default="{}",
-        metavar="JSON",
-        help="fsspec storage options as a JSON object, e.g. '{\"anon\": true}'",
-    )
+    add_storage_options(parser)
     parser.add_argument("--config", metavar="FILE", help="BuildConfig as JSON (BuildConfig.to_dict())")
     parser.add_argument("--workers", type=int, default=8, help="concurrent header reads (default 8)")
 
@@ -24,11 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from hcc_shards.config import BuildConfig
     from hcc_shards.dicom.plan import format_record, plan_records
 
-    try:
-        storage_options = json.loads(args.storage_options)
-    except json.JSONDecodeError as exc:
-        print(f"--storage-options must be a JSON object: {exc}", file=sys.stderr)
-        return 2
+    storage_options = storage_options_of(args)
     config = BuildConfig()
     if args.config:
         with open(args.config, encoding="utf-8") as fh:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+
+from hcc_shards.commands import add_storage_options, storage_options_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,18 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="damage patients on purpose: 'all' or comma-separated names of hcc_shards.synth.faults.Fault "
         "(one per eligible patient, in order; see docs/RELIABILITY.md)",
     )
-    parser.add_argument(
-        "--storage-options",
-        metavar="JSON",
-        default=None,
-        help='fsspec storage options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:5000"}\'',
-    )
+    add_storage_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from hcc_shards.synth import generate_cohort
 
-    options = json.loads(args.storage_options) if args.storage_options else None
+    options = storage_options_of(args)
     faults = []
     if args.faults:
         from hcc_shards.synth.faults import Fault

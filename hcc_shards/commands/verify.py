@@ -10,24 +10,21 @@ import argparse
 import json
 import sys
 
+from hcc_shards.commands import add_storage_options, storage_options_of
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", metavar="OUTPUT", help="dataset root (or one versions/<hash> folder)")
     parser.add_argument("--version", default=None, help="check versions/<VERSION> instead of LATEST.json")
     parser.add_argument("--workers", type=int, default=4, help="cases checked in parallel (default 4)")
     parser.add_argument("--json", action="store_true", help="print one JSON report instead of text lines")
-    parser.add_argument(
-        "--storage-options",
-        metavar="JSON",
-        default=None,
-        help='fsspec storage options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:5000"}\'',
-    )
+    add_storage_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from hcc_shards.verify import verify_dataset
 
-    options = json.loads(args.storage_options) if args.storage_options else None
+    options = storage_options_of(args)
     report = verify_dataset(args.output, options, args.version, workers=args.workers)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
