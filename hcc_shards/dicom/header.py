@@ -111,6 +111,17 @@ class InstanceHeader:
     """SEG only: top-level SourceImageSequence / ReferencedImageSequence instance UIDs."""
     seg_frames: tuple[SegFrame, ...] = ()
     """SEG only: one item per stored frame."""
+    bits_stored: int = 0
+    pixel_representation: int = 0
+    """0 unsigned, 1 two's complement."""
+    samples_per_pixel: int = 1
+    photometric_interpretation: str = ""
+    pixel_data_offset: int | None = None
+    """File offset of the native (7FE0,0010) PixelData value (after its element header); None when
+    unknown or when the pixels cannot be read as raw bytes (encapsulated, undefined length,
+    per-frame functional groups, a syntax other than implicit / explicit VR little endian)."""
+    pixel_data_length: int | None = None
+    """Length in bytes of that value, as its element header gives it."""
 
     @property
     def is_seg(self) -> bool:
@@ -134,8 +145,19 @@ class InstanceHeader:
         return frozenset(uids)
 
 
-def header_from_dataset(ds: Dataset, *, url: str, file_size: int, bytes_read: int) -> InstanceHeader:
-    """Collect the header facts of ``ds`` (read with or without pixel data)."""
+def header_from_dataset(
+    ds: Dataset,
+    *,
+    url: str,
+    file_size: int,
+    bytes_read: int,
+    pixel_data: tuple[int, int] | None = None,
+) -> InstanceHeader:
+    """Collect the header facts of ``ds`` (read with or without pixel data).
+
+    ``pixel_data`` is the (offset, length) of the PixelData value in the file, when the caller
+    found it (:func:`hcc_shards.dicom.index.index_file`).
+    """
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
@@ -209,6 +231,12 @@ def header_from_dataset(ds: Dataset, *, url: str, file_size: int, bytes_read: in
         referenced_series=tuple(_referenced_series(ds)) if is_seg else (),
         source_instance_uids=tuple(_top_level_sources(ds)) if is_seg else (),
         seg_frames=seg_frames,
+        bits_stored=_int(ds.get("BitsStored")) or 0,
+        pixel_representation=_int(ds.get("PixelRepresentation")) or 0,
+        samples_per_pixel=_int(ds.get("SamplesPerPixel")) or 1,
+        photometric_interpretation=str(ds.get("PhotometricInterpretation", "") or ""),
+        pixel_data_offset=pixel_data[0] if pixel_data else None,
+        pixel_data_length=pixel_data[1] if pixel_data else None,
     )
 
 

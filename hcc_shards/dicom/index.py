@@ -9,6 +9,7 @@ every byte it fetched: the count is kept in ``InstanceHeader.bytes_read``.
 from __future__ import annotations
 
 import io
+import struct
 from typing import Any
 
 import fsspec
@@ -28,6 +29,12 @@ MAX_RANGE_BYTES = 1024 * 1024
 """Range requests double up to this size (a SEG's per-frame header can be hundreds of KiB)."""
 DEFER_SIZE = "64 KB"
 """Values larger than this (private blobs, icons) are skipped by seeking, not read."""
+
+
+RAW_PIXEL_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+"""Implicit and explicit VR little endian: PixelData is stored as plain bytes in the file."""
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 class _EmptyFileError(Exception):
@@ -105,13 +112,58 @@ def read_header_dataset(
 
     ``size`` (from a listing) saves one metadata request per file on object stores.
     """
+    ds, size, fetched, _ = _read_header(url, storage_options, size)
+    return ds, size, fetched
+
+
+def _read_header(
+    url: str, storage_options: dict[str, Any] | None, size: int | None
+) -> tuple[pydicom.Dataset, int, int, tuple[int, int] | None]:
     fs, path = filesystem(url, storage_options)
     size = int(fs.size(path)) if size is None else int(size)
     if size == 0:
         raise _EmptyFileError(url)
     raw = RangeReader(fs, path, size)
     ds = pydicom.dcmread(raw, stop_before_pixels=True, defer_size=DEFER_SIZE)
-    return ds, size, raw.bytes_fetched
+    location = pixel_data_location(ds, raw, size)
+    return ds, size, raw.bytes_fetched, location
+
+
+def pixel_data_location(ds: pydicom.Dataset, fp: Any, size: int) -> tuple[int, int] | None:
+    """(offset, length) of the PixelData value of ``ds``, read with ``stop_before_pixels`` from ``fp``.
+
+    ``fp`` must stand where pydicom stopped: at the start of the (7FE0,0010) element. None unless
+    the file is implicit or explicit VR little endian, the element is native (OB/OW, defined
+    length) and lies inside the file, and the dataset has no functional groups (whose per-frame
+    rescale the raw read would not see).
+    """
+    meta = getattr(ds, "file_meta", None)
+    ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+    if ts not in RAW_PIXEL_SYNTAXES:
+        return None
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        return None
+    implicit = ts == "1.2.840.10008.1.2"
+    if tuple(getattr(ds, "original_encoding", (implicit, True))) != (implicit, True):
+        return None  # the dataset is not encoded as its transfer syntax says
+    try:
+        start = fp.tell()
+        head = fp.read(8 if implicit else 12)
+    except Exception:
+        return None
+    if head is None or len(head) < (8 if implicit else 12) or head[:4] != _PIXEL_DATA_TAG:
+        return None
+    if implicit:
+        (length,) = struct.unpack("<I", head[4:8])
+        offset = start + 8
+    else:
+        if head[4:6] not in (b"OB", b"OW") or head[6:8] != b"\x00\x00":
+            return None
+        (length,) = struct.unpack("<I", head[8:12])
+        offset = start + 12
+    if length == _UNDEFINED_LENGTH or offset + length > size:
+        return None
+    return offset, length
 
 
 def index_file(
@@ -128,7 +180,7 @@ def index_file(
     Pass ``size`` when a listing already gave it.
     """
     try:
-        ds, size, fetched = read_header_dataset(url, storage_options, size)
+        ds, size, fetched, location = _read_header(url, storage_options, size)
     except _EmptyFileError:
         return _record(Reason.UNREADABLE, url, "expected a DICOM file, got an empty (0 byte) object")
     except (InvalidDicomError, EOFError) as exc:
@@ -143,7 +195,7 @@ def index_file(
     if sop_class == MEDIA_STORAGE_DIRECTORY_UID or "DirectoryRecordSequence" in ds:
         return _record(Reason.NOT_DICOM, url, "a DICOMDIR (media directory), not an image or SEG")
     try:
-        header = header_from_dataset(ds, url=url, file_size=size, bytes_read=fetched)
+        header = header_from_dataset(ds, url=url, file_size=size, bytes_read=fetched, pixel_data=location)
     except Exception as exc:
         return _record(
             Reason.UNREADABLE, url, f"DICOM header values cannot be read: {type(exc).__name__}: {exc}"

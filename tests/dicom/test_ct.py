@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from builders import ct_dataset
-from conftest import SEGS
+from dicom_corpus import SEGS
 from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import (

@@ -9,7 +9,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from conftest import COMPLETE_PAIRS, SEGS, headers_of
+from dicom_corpus import COMPLETE_PAIRS, SEGS, headers_of
 
 from hcc_shards.case import Case
 from hcc_shards.config import BuildConfig

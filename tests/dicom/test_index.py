@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import fsspec
 import pydicom
-from conftest import DATA, HD, SEGS
+from dicom_corpus import DATA, HD, SEGS
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, generate_uid
 

@@ -6,7 +6,7 @@ import json
 
 import fsspec
 import pytest
-from conftest import DATA
+from dicom_corpus import DATA
 
 from hcc_shards.cli import main
 from hcc_shards.config import BuildConfig

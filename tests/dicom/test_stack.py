@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 from builders import header, headers, moved
-from conftest import CT2, DATA
+from dicom_corpus import CT2, DATA
 
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.stack import check_stack, series_stacks, split_acquisitions

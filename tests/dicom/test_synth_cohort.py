@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import by_patient
+from dicom_corpus import by_patient
 
 from hcc_shards.case import Case
 from hcc_shards.config import BuildConfig
