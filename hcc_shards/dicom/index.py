@@ -41,6 +41,10 @@ class _EmptyFileError(Exception):
     pass
 
 
+READ_BUFFER_BYTES = 4096
+"""Buffer between pydicom and the range reader; small, so that little is read past the header."""
+
+
 class RangeReader(io.RawIOBase):
     """A seekable, read-only file over ``fs.cat_file`` byte ranges that counts fetched bytes."""
 
@@ -57,6 +61,11 @@ class RangeReader(io.RawIOBase):
         """Total bytes received from storage."""
         self.requests = 0
         """Number of range requests made."""
+
+    @property
+    def name(self) -> str:
+        # io.BufferedReader forwards ``name`` to its raw stream, and pydicom asks for it.
+        return self._path
 
     def readable(self) -> bool:
         return True
@@ -124,8 +133,11 @@ def _read_header(
     if size == 0:
         raise _EmptyFileError(url)
     raw = RangeReader(fs, path, size)
-    ds = pydicom.dcmread(raw, stop_before_pixels=True, defer_size=DEFER_SIZE)
-    location = pixel_data_location(ds, raw, size)
+    # pydicom reads a header in many reads of a few bytes; a C-level buffer in front of the range
+    # reader serves them without a Python call each (a third of the index time otherwise).
+    buffered = io.BufferedReader(raw, buffer_size=READ_BUFFER_BYTES)
+    ds = pydicom.dcmread(buffered, stop_before_pixels=True, defer_size=DEFER_SIZE)
+    location = pixel_data_location(ds, buffered, size)
     return ds, size, raw.bytes_fetched, location
 
 
