@@ -39,11 +39,17 @@ ensure_apt() {
 }
 
 ensure_uv() {
-  if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]; then
-    log "installing uv $UV_VERSION"
-    "$(find_python 3.11 || command -v python3)" -m pip install -q "uv==$UV_VERSION"
-    hash -r
+  # Prefer a uv on PATH; otherwise install it with pip and call it as a module, which works even
+  # where the new binary is not on PATH yet (pyenv shims appear only after a rehash).
+  if command -v uv >/dev/null 2>&1 && [ "$(uv --version | awk '{print $2}')" = "$UV_VERSION" ]; then
+    UV=(uv); return 0
   fi
+  local py; py="$(find_python 3.11 || command -v python3)"
+  if [ "$("$py" -m uv --version 2>/dev/null | awk '{print $2}')" != "$UV_VERSION" ]; then
+    log "installing uv $UV_VERSION"
+    "$py" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+  fi
+  UV=("$py" -m uv)
 }
 
 lock_key() { cat "$@" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-12; }
@@ -56,11 +62,11 @@ ensure_main_env() {
   if [ ! -f "$venv/.ready" ]; then
     log "building main environment $venv"
     rm -rf "$venv"
-    uv venv -q -p "$(find_python 3.12)" "$venv"
-    VIRTUAL_ENV="$venv" uv pip install -q -r "$ROOT/requirements/main.lock"
+    "${UV[@]}" venv -q -p "$(find_python 3.12)" "$venv"
+    "${UV[@]}" pip install -q --python "$venv/bin/python" -r "$ROOT/requirements/main.lock"
     touch "$venv/.ready"
   fi
-  VIRTUAL_ENV="$venv" uv pip install -q --no-deps -e "$ROOT"
+  "${UV[@]}" pip install -q --python "$venv/bin/python" --no-deps -e "$ROOT"
   ln -sfn "$venv" "$ENV_HOME/main"
 }
 
@@ -91,8 +97,8 @@ ensure_iac_env() {
   if [ ! -f "$venv/.ready" ]; then
     log "building infrastructure-check environment $venv"
     rm -rf "$venv"
-    uv venv -q -p "$(find_python 3.12)" "$venv"
-    VIRTUAL_ENV="$venv" uv pip install -q -r "$ROOT/requirements/iac.lock"
+    "${UV[@]}" venv -q -p "$(find_python 3.12)" "$venv"
+    "${UV[@]}" pip install -q --python "$venv/bin/python" -r "$ROOT/requirements/iac.lock"
     touch "$venv/.ready"
   fi
   ln -sfn "$venv" "$ENV_HOME/iac"
