@@ -248,15 +248,10 @@ def pair_one_patient(
         pairings, records = pair_patient(headers, plan.config)
     except Exception as exc:
         return [
-            QuarantineRecord(
-                code=Reason.INTERNAL_ERROR.value,
-                message=f"pairing failed for patient {patient_id!r}: {type(exc).__name__}: {exc}",
-                stage="pair",
-                url=h.url,
-                patient_id=h.patient_id,
-                study_instance_uid=h.study_instance_uid,
-                series_instance_uid=h.series_instance_uid,
-                sop_instance_uid=h.sop_instance_uid,
+            h.quarantine(
+                Reason.INTERNAL_ERROR.value,
+                f"pairing failed for patient {patient_id!r}: {type(exc).__name__}: {exc}",
+                "pair",
                 details=(("traceback", _short_traceback(exc)),),
             )
             for h in headers

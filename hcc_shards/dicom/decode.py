@@ -103,14 +103,4 @@ def decode_or_record(
 
 def record_for(pairing: Pairing, exc: QuarantineError, stage: str = "decode") -> QuarantineRecord:
     """The quarantine record of a pairing that failed with ``exc``."""
-    seg = pairing.seg
-    return QuarantineRecord(
-        code=str(exc.code),
-        message=exc.message,
-        stage=stage,
-        url=seg.url,
-        patient_id=seg.patient_id,
-        study_instance_uid=seg.study_instance_uid,
-        series_instance_uid=seg.series_instance_uid,
-        sop_instance_uid=seg.sop_instance_uid,
-    )
+    return pairing.seg.quarantine(exc.code, exc.message, stage)

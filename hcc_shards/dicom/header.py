@@ -14,6 +14,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from hcc_shards.quarantine import QuarantineRecord
+
 SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
 LABEL_MAP_SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.7"
 MEDIA_STORAGE_DIRECTORY_UID = "1.2.840.10008.1.3.10"
@@ -143,6 +145,22 @@ class InstanceHeader:
         for fr in self.seg_frames:
             uids.update(uid for uid, _ in fr.sources)
         return frozenset(uids)
+
+    def quarantine(
+        self, code: str, message: str, stage: str, details: tuple[tuple[str, str], ...] = ()
+    ) -> QuarantineRecord:
+        """A quarantine record that names this instance (its URL and identifiers)."""
+        return QuarantineRecord(
+            code=str(code),
+            message=message,
+            stage=stage,
+            url=self.url,
+            patient_id=self.patient_id,
+            study_instance_uid=self.study_instance_uid,
+            series_instance_uid=self.series_instance_uid,
+            sop_instance_uid=self.sop_instance_uid,
+            details=details,
+        )
 
 
 def header_from_dataset(

@@ -159,13 +159,12 @@ def pair_patient(
             pairing = _pair_one(seg, index, config)
         except QuarantineError as exc:
             stage = "series" if exc.code in SERIES_CODES else "pair"
-            records.append(_seg_record(seg, exc.code, exc.message, stage))
+            records.append(seg.quarantine(exc.code, exc.message, stage))
             continue
         key = (pairing.ct_series_instance_uid, pairing.acquisition_number)
         if key in taken:
             records.append(
-                _seg_record(
-                    seg,
+                seg.quarantine(
                     Reason.DUPLICATE_SEG,
                     f"CT series {key[0]} acquisition {key[1]} is already annotated by SEG {taken[key]}; "
                     "expected one SEG per CT series and acquisition (the first by SeriesNumber, "
@@ -184,34 +183,16 @@ def _dedupe(headers: Sequence[InstanceHeader], records: list[QuarantineRecord]) 
     for h in sorted(headers, key=lambda h: h.url):
         if h.sop_instance_uid in seen:
             records.append(
-                QuarantineRecord(
-                    code=Reason.DUPLICATE_INSTANCE.value,
-                    message=f"SOPInstanceUID {h.sop_instance_uid} already read from {seen[h.sop_instance_uid].url}; "
+                h.quarantine(
+                    Reason.DUPLICATE_INSTANCE.value,
+                    f"SOPInstanceUID {h.sop_instance_uid} already read from {seen[h.sop_instance_uid].url}; "
                     "expected one file per instance (the first by URL is kept)",
-                    stage="pair",
-                    url=h.url,
-                    patient_id=h.patient_id,
-                    study_instance_uid=h.study_instance_uid,
-                    series_instance_uid=h.series_instance_uid,
-                    sop_instance_uid=h.sop_instance_uid,
+                    "pair",
                 )
             )
             continue
         seen[h.sop_instance_uid] = h
     return list(seen.values())
-
-
-def _seg_record(seg: InstanceHeader, code: str, message: str, stage: str) -> QuarantineRecord:
-    return QuarantineRecord(
-        code=str(code),
-        message=message,
-        stage=stage,
-        url=seg.url,
-        patient_id=seg.patient_id,
-        study_instance_uid=seg.study_instance_uid,
-        series_instance_uid=seg.series_instance_uid,
-        sop_instance_uid=seg.sop_instance_uid,
-    )
 
 
 def _pair_one(seg: InstanceHeader, index: _PatientIndex, config: BuildConfig) -> Pairing:
