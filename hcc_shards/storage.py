@@ -10,6 +10,7 @@ that fails with a transient error (``ConnectionError``, ``TimeoutError``) with e
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -20,6 +21,8 @@ from typing import Any, TypeVar
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import fsspec
+
+from hcc_shards.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -149,3 +152,16 @@ def join(base: str, *parts: str) -> str:
 def unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """A full URL for a path returned by ``fs`` (fsspec drops the protocol)."""
     return fs.unstrip_protocol(path)
+
+
+def parse_storage_options(text: str | None, flag: str) -> dict[str, Any]:
+    """A JSON object (or empty) -> dict; names the flag when it is not one."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{flag} must be a JSON object, got {text!r} ({e})") from e
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} must be a JSON object, got {type(value).__name__}: {text!r}")
+    return value

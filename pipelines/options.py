@@ -20,6 +20,7 @@ from hcc_shards import storage
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError
 from hcc_shards.labels import LABEL_BY_NAME, LABEL_BY_VALUE
+from hcc_shards.storage import parse_storage_options
 
 PSEUDONYMIZE_KEY_ENV = "HCC_SHARDS_PSEUDONYMIZE_KEY"
 """Environment variable holding the key for --pseudonymize (keeps the key out of process lists)."""
@@ -344,19 +345,6 @@ def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
     if len(values) != 3 or any(not v > 0 for v in values):
         raise ConfigError(f"--spacing must be 'auto' or three positive mm values 'z,y,x', got {text!r}")
     return values  # type: ignore[return-value]
-
-
-def parse_storage_options(text: str | None, flag: str) -> dict[str, Any]:
-    """A JSON object (or empty) -> dict; names the flag when it is not one."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{flag} must be a JSON object, got {text!r} ({e})") from e
-    if not isinstance(value, dict):
-        raise ConfigError(f"{flag} must be a JSON object, got {type(value).__name__}: {text!r}")
-    return value
 
 
 def parse_label_map(

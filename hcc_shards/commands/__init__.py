@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 
@@ -19,13 +18,10 @@ def add_storage_options(parser: argparse.ArgumentParser) -> None:
 
 def storage_options_of(args: argparse.Namespace) -> dict[str, Any] | None:
     """The parsed ``--storage-options``; a bad value ends the command with status 2 and a message."""
-    raw = getattr(args, "storage_options", None)
-    if not raw:
-        return None
+    from hcc_shards.errors import ConfigError
+    from hcc_shards.storage import parse_storage_options
+
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"--storage-options must be a JSON object, got {raw!r}: {exc}") from None
-    if not isinstance(value, dict):
-        raise SystemExit(f"--storage-options must be a JSON object, got {type(value).__name__}: {raw!r}")
-    return value
+        return parse_storage_options(getattr(args, "storage_options", None), "--storage-options") or None
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
