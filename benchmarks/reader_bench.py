@@ -80,6 +80,7 @@ def build_dataset(workdir: Path, args: argparse.Namespace) -> tuple[str, list[st
         shard_shape=args.shard,
         compressor=args.compressor,
         compression_level=args.level,
+        image_shuffle=args.shuffle,
     )
     url = str(
         workdir
@@ -560,6 +561,7 @@ def main() -> None:
     p.add_argument("--shard", type=_triple, default=d.shard_shape)
     p.add_argument("--compressor", choices=["zstd", "blosc"], default=d.compressor)
     p.add_argument("--level", type=int, default=d.compression_level)
+    p.add_argument("--shuffle", choices=["shuffle", "bitshuffle"], default=d.image_shuffle, help="blosc filter of the image")
     p.add_argument("--patches", type=int, default=150)
     p.add_argument("--repeat", type=int, default=3, help="rounds per measurement; the best is kept")
     p.add_argument(
@@ -624,7 +626,7 @@ def main() -> None:
 def report(args: argparse.Namespace, rows: dict) -> None:
     print(
         f"\ncases: {args.cases} x {'x'.join(map(str, args.shape))} int16+uint8, noise {args.noise:g} HU; "
-        f"chunk {args.chunk}, shard {args.shard}, {args.compressor} level {args.level}; "
+        f"chunk {args.chunk}, shard {args.shard}, {args.compressor} level {args.level} {args.shuffle}; "
         f"{args.patches} patches per measurement; per block of {BLOCK} patches the best of {args.repeat} runs\n"
     )
     cols = [

@@ -79,6 +79,8 @@ class BuildConfig:
     compressor: Literal["zstd", "blosc"] = "blosc"
     """Inner-chunk compressor: 'blosc' (lz4 + byte shuffle, chosen by measurement, docs/FORMAT.md) or 'zstd'."""
     compression_level: int = 5
+    image_shuffle: Literal["shuffle", "bitshuffle"] = "shuffle"
+    """blosc filter of the int16 image. Labels (one byte per voxel) always use 'shuffle', a no-op there."""
     class_locations_samples: int = 10_000
     """At least this many (or class_locations_fraction of the voxels) foreground locations per class."""
     class_locations_fraction: float = 0.01
@@ -116,6 +118,8 @@ class BuildConfig:
             )
         if self.compressor not in ("zstd", "blosc"):
             raise ConfigError(f"compressor must be 'zstd' or 'blosc', got {self.compressor!r}")
+        if self.image_shuffle not in ("shuffle", "bitshuffle"):
+            raise ConfigError(f"image_shuffle must be 'shuffle' or 'bitshuffle', got {self.image_shuffle!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -118,6 +118,13 @@ class HccShardsOptions(PipelineOptions):
             help="How cases receive the resolved target: a side input, or a grouped join (used on Dask).",
         )
         parser.add_argument(
+            "--spread_inputs",
+            choices=("true", "false"),
+            default="true",
+            help="Redistribute listing tasks and files with a GroupByKey before indexing (off on Dask, "
+            "where every listing task already is its own partition).",
+        )
+        parser.add_argument(
             "--progress_dir",
             default=None,
             help="Local directory where workers report progress (set by the launcher on local runners).",
@@ -149,6 +156,8 @@ class BuildPlan:
     """Unix time when the launcher started the build (for the summary's wall time)."""
     target_join: str = "side_input"
     """'side_input' or 'grouped' (see pipelines.transforms.BuildCases)."""
+    spread_inputs: bool = True
+    """Redistribute listing tasks and files across workers before indexing (pipelines.transforms)."""
 
     def __post_init__(self) -> None:
         if not self.input_url:
@@ -209,6 +218,7 @@ class BuildPlan:
             progress_dir=o.progress_dir,
             started_at=time.time(),
             target_join=o.target_join,
+            spread_inputs=o.spread_inputs != "false",
         )
 
 

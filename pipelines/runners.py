@@ -9,7 +9,11 @@
   (``--dask_partition_size=1`` unless a partitioning flag is given): Beam's default of 128
   elements per partition would put a whole build in one task. Cases get the target through a
   grouped join, not a side input (``--target_join=grouped``): the DaskRunner evaluates a side
-  input by recomputing its upstream graph inside every task that reads it.
+  input by recomputing its upstream graph inside every task that reads it. Listing tasks and files
+  are not redistributed before indexing (``--spread_inputs=false``): each listing task already
+  is its own partition. Every GroupByKey first merges its input down to ``--listing_shards``
+  partitions (Dask's task shuffle costs N * N tasks for N partitions, and Flatten adds up
+  partitions), so ``--listing_shards`` is the parallelism of every stage on Dask.
 - ``DataflowRunner``, ``PortableRunner``, ``FlinkRunner``, ``SparkRunner``, ``PrismRunner``:
   passed to Beam by name, with whatever flags they need.
 """
@@ -78,6 +82,8 @@ def with_runner_defaults(argv: Sequence[str]) -> list[str]:
             out.append("--dask_partition_size=1")
         if not _given(out, "--target_join"):
             out.append("--target_join=grouped")
+        if not _given(out, "--spread_inputs"):
+            out.append("--spread_inputs=false")
     return out
 
 
@@ -121,10 +127,52 @@ def make_runner(options: PipelineOptions) -> PipelineRunner | str:
     if name == DIRECT:
         return LocalDirectRunner()
     if name == DASK:
-        from apache_beam.runners.dask.dask_runner import DaskRunner
+        from pipelines.options import HccShardsOptions
 
-        return DaskRunner()
+        return _dask_runner(options.view_as(HccShardsOptions).listing_shards)
     return name
+
+
+def fewer_partitions_group_by_key(max_partitions: int) -> type:
+    """The DaskRunner's GroupByKey op, merging its input down to ``max_partitions`` first.
+
+    Dask's task-based shuffle of a bag of N partitions schedules N * N tasks, and a Flatten adds
+    up the partitions of its inputs: the outcomes of a 24-case build reached about 50 partitions,
+    and its final GroupByKey alone about 2,600 tasks. Merging partitions costs one task per output
+    partition.
+    """
+    from apache_beam.runners.dask import transform_evaluator
+
+    class FewerPartitionsGroupByKey(transform_evaluator.GroupByKey):
+        def apply(self, input_bag, side_inputs=None):
+            if input_bag.npartitions > max_partitions:
+                input_bag = input_bag.repartition(npartitions=max_partitions)
+            return super().apply(input_bag, side_inputs)
+
+    return FewerPartitionsGroupByKey
+
+
+def _dask_runner(max_partitions: int) -> PipelineRunner:
+    """Beam's DaskRunner with :func:`fewer_partitions_group_by_key` as its GroupByKey."""
+    from apache_beam.runners.dask import transform_evaluator
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+    from apache_beam.runners.dask.overrides import _GroupByKeyOnly
+
+    op = fewer_partitions_group_by_key(max_partitions)
+
+    class Runner(DaskRunner):
+        def run_pipeline(self, pipeline, options):
+            table = transform_evaluator.TRANSLATIONS
+            previous = table[_GroupByKeyOnly]
+            # The translation table is module state that Beam's visitor reads while this call
+            # builds the graph; the Dask computation it returns no longer consults it.
+            table[_GroupByKeyOnly] = op
+            try:
+                return super().run_pipeline(pipeline, options)
+            finally:
+                table[_GroupByKeyOnly] = previous
+
+    return Runner()
 
 
 def run_to_completion(pipeline) -> list | None:

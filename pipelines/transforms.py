@@ -44,12 +44,10 @@ class ListFiles(beam.PTransform):
     plan: BuildPlan
 
     def expand(self, pbegin):
-        return (
-            pbegin
-            | "Tasks" >> beam.Create(steps.listing_tasks(self.plan))
-            | "Spread tasks" >> Spread(key=lambda t: str(t.shard))
-            | "List" >> beam.FlatMap(steps.list_files, self.plan.input_storage_options)
-        )
+        tasks = pbegin | "Tasks" >> beam.Create(steps.listing_tasks(self.plan))
+        if self.plan.spread_inputs:
+            tasks = tasks | "Spread tasks" >> Spread(key=lambda t: str(t.shard))
+        return tasks | "List" >> beam.FlatMap(steps.list_files, self.plan.input_storage_options)
 
 
 @dataclass
@@ -59,11 +57,9 @@ class IndexHeaders(beam.PTransform):
     plan: BuildPlan
 
     def expand(self, refs):
-        return (
-            refs
-            | "Spread files" >> Spread(key=lambda r: r.url)
-            | "Read header" >> beam.Map(steps.index_one, self.plan)
-        )
+        if self.plan.spread_inputs:
+            refs = refs | "Spread files" >> Spread(key=lambda r: r.url)
+        return refs | "Read header" >> beam.Map(steps.index_one, self.plan)
 
 
 @dataclass

@@ -205,9 +205,16 @@ def _geometry_dict(g: Geometry) -> dict[str, Any]:
     return d
 
 
+def _shuffle(config: BuildConfig, itemsize: int) -> str:
+    # Bit shuffle pays off on noisy int16 HU; on one-byte labels it would slow decoding for nothing.
+    return config.image_shuffle if itemsize > 1 else "shuffle"
+
+
 def _codecs(config: BuildConfig, itemsize: int) -> list[Any]:
     if config.compressor == "blosc":
-        comp = BloscCodec(cname="lz4", clevel=config.compression_level, shuffle="shuffle", typesize=itemsize)
+        comp = BloscCodec(
+            cname="lz4", clevel=config.compression_level, shuffle=_shuffle(config, itemsize), typesize=itemsize
+        )
     else:
         comp = ZstdCodec(level=config.compression_level)
     return [comp, Crc32cCodec()]
@@ -243,7 +250,7 @@ def _inner_compressor(config: BuildConfig, itemsize: int) -> numcodecs.abc.Codec
             {
                 "cname": "lz4",
                 "clevel": config.compression_level,
-                "shuffle": 1,
+                "shuffle": {"shuffle": 1, "bitshuffle": 2}[_shuffle(config, itemsize)],
                 "blocksize": 0,
                 "typesize": itemsize,
             }

@@ -112,6 +112,7 @@ def test_runner_defaults() -> None:
     assert kept == ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
     dask = runners.with_runner_defaults(["--runner=DaskRunner", "--dask_client_address=tcp://h:1"])
     assert "--dask_partition_size=1" in dask and "--target_join=grouped" in dask
+    assert "--spread_inputs=false" in dask and "--spread_inputs=false" not in direct
     assert runners.with_runner_defaults(["--runner=dataflow"]) == ["--runner=dataflow"]
     assert runners.runner_name(PipelineOptions(["--runner=portable"])) == "PortableRunner"
     with pytest.raises(ValueError, match="not supported"):
@@ -167,3 +168,16 @@ def test_input_without_dicom_commits_only_its_quarantine(tmp_path) -> None:
     assert [r["code"] for r in read_table(version / "quarantine.parquet")] == ["not_dicom"]
     with pytest.raises(ConfigError, match="does not exist"):
         build(str(tmp_path / "missing"), str(tmp_path / "out2"), *IN_PROCESS)
+
+
+def test_dask_group_by_key_merges_partitions_first() -> None:
+    import dask.bag as db
+
+    op = runners.fewer_partitions_group_by_key(4)(None)
+    items = [(k % 3, k) for k in range(30)]
+    grouped = op.apply(db.from_sequence(items, npartitions=30))
+    assert grouped.npartitions == 4
+    got = {k: sorted(v) for k, v in grouped.compute(scheduler="sync")}
+    assert got == {r: [k for k in range(30) if k % 3 == r] for r in range(3)}
+    # Fewer partitions than the bound: left as they are.
+    assert op.apply(db.from_sequence(items, npartitions=2)).npartitions == 2
