@@ -561,7 +561,12 @@ def main() -> None:
     p.add_argument("--shard", type=_triple, default=d.shard_shape)
     p.add_argument("--compressor", choices=["zstd", "blosc"], default=d.compressor)
     p.add_argument("--level", type=int, default=d.compression_level)
-    p.add_argument("--shuffle", choices=["shuffle", "bitshuffle"], default=d.image_shuffle, help="blosc filter of the image")
+    p.add_argument(
+        "--shuffle",
+        choices=["shuffle", "bitshuffle"],
+        default=d.image_shuffle,
+        help="blosc filter of the image",
+    )
     p.add_argument("--patches", type=int, default=150)
     p.add_argument("--repeat", type=int, default=3, help="rounds per measurement; the best is kept")
     p.add_argument(

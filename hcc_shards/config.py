@@ -77,9 +77,9 @@ class BuildConfig:
     shard_shape: tuple[int, int, int] = (128, 512, 512)
     """Shard (stored object) shape, a multiple of chunk_shape; clipped to the array."""
     compressor: Literal["zstd", "blosc"] = "blosc"
-    """Inner-chunk compressor: 'blosc' (lz4 + byte shuffle, chosen by measurement, docs/FORMAT.md) or 'zstd'."""
+    """Inner-chunk compressor: 'blosc' (lz4 + image_shuffle, chosen by measurement, docs/FORMAT.md) or 'zstd'."""
     compression_level: int = 5
-    image_shuffle: Literal["shuffle", "bitshuffle"] = "shuffle"
+    image_shuffle: Literal["shuffle", "bitshuffle"] = "bitshuffle"
     """blosc filter of the int16 image. Labels (one byte per voxel) always use 'shuffle', a no-op there."""
     class_locations_samples: int = 10_000
     """At least this many (or class_locations_fraction of the voxels) foreground locations per class."""

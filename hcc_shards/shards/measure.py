@@ -25,6 +25,7 @@ def _codecs() -> dict[str, numcodecs.abc.Codec]:
         "zstd-3": numcodecs.Zstd(level=3),
         "zstd-1": numcodecs.Zstd(level=1),
         "blosc-lz4-shuffle-5": numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
+        "blosc-lz4-bitshuffle-5": numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE),
         "blosc-zstd-shuffle-3": numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE),
     }
 

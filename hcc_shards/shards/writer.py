@@ -213,7 +213,10 @@ def _shuffle(config: BuildConfig, itemsize: int) -> str:
 def _codecs(config: BuildConfig, itemsize: int) -> list[Any]:
     if config.compressor == "blosc":
         comp = BloscCodec(
-            cname="lz4", clevel=config.compression_level, shuffle=_shuffle(config, itemsize), typesize=itemsize
+            cname="lz4",
+            clevel=config.compression_level,
+            shuffle=_shuffle(config, itemsize),
+            typesize=itemsize,
         )
     else:
         comp = ZstdCodec(level=config.compression_level)

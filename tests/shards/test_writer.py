@@ -112,9 +112,12 @@ def test_arrays_sharded_with_checksums(case, written):
     assert cfg["index_location"] == "start" and cfg["chunk_shape"] == list(CONFIG.chunk_shape)
     assert [c["name"] for c in cfg["codecs"]] == ["bytes", "blosc", "crc32c"]
     assert cfg["codecs"][1]["configuration"]["cname"] == "lz4"
+    assert cfg["codecs"][1]["configuration"]["shuffle"] == CONFIG.image_shuffle == "bitshuffle"
     assert [c["name"] for c in cfg["index_codecs"]] == ["bytes", "crc32c"]
     lmeta = json.loads(_text(f"{version}/cases/{case.case_id}/labels/segmentation/0/zarr.json"))
     assert lmeta["data_type"] == "uint8"
+    lcodecs = lmeta["codecs"][0]["configuration"]["codecs"]
+    assert lcodecs[1]["configuration"]["shuffle"] == "shuffle"
 
 
 def test_tensorstore_and_zarr_python_read_identical_arrays(case, written):
