@@ -137,6 +137,10 @@ def _read_header(
     # reader serves them without a Python call each (a third of the index time otherwise).
     buffered = io.BufferedReader(raw, buffer_size=READ_BUFFER_BYTES)
     ds = pydicom.dcmread(buffered, stop_before_pixels=True, defer_size=DEFER_SIZE)
+    # pydicom takes an io.BufferedReader for a local file and would reopen its ``name`` to read a
+    # deferred value (a SEG's large per-frame sequence): a path that exists nowhere for gs:// and
+    # s3:// objects. Deferred values are read from this stream instead.
+    ds.filename, ds.buffer, ds.fileobj_type = None, buffered, type(buffered)
     location = pixel_data_location(ds, buffered, size)
     return ds, size, raw.bytes_fetched, location
 

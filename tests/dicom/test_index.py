@@ -154,3 +154,23 @@ def test_memory_bomb_is_refused_from_the_header():
     rec = index_file(str(SEGS / "ct-3slice" / "01.dcm"), config=BuildConfig(max_voxels=1000))
     assert isinstance(rec, QuarantineRecord) and rec.code == Reason.IMAGE_TOO_LARGE
     assert "512x512x1" in rec.message
+
+
+def test_large_header_values_are_read_from_the_object_store_not_a_local_path(tmp_path):
+    """A SEG whose per-frame sequence is larger than the deferred-read size, on a non-local
+    filesystem: the deferred value must come from the same range reader, not from reopening the
+    object's path on the local disk (which does not exist there)."""
+    ds = pydicom.dcmread(SEGS / "partial_overlaps.dcm")
+    per_frame = ds["PerFrameFunctionalGroupsSequence"]
+    items = list(per_frame.value)
+    per_frame.value = items * 200  # far more than 64 KB, written with a defined length
+    per_frame.is_undefined_length = False
+    local = tmp_path / "big-seg.dcm"
+    ds.save_as(local, enforce_file_format=True)
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/idx/deferred/seg.dcm", local.read_bytes())
+    from_local = index_file(str(local))
+    from_memory = index_file("memory://idx/deferred/seg.dcm")
+    assert isinstance(from_local, InstanceHeader) and len(from_local.seg_frames) == len(items) * 200
+    assert isinstance(from_memory, InstanceHeader), from_memory
+    assert replace(from_local, url=from_memory.url, bytes_read=from_memory.bytes_read) == from_memory
