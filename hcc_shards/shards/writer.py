@@ -4,8 +4,9 @@ Order of operations for one case (docs/FORMAT.md, "Atomicity and resume"): (1) i
 ``cases/<case_id>/_COMPLETE.json`` exists for this version, return its row (a no-op, so a resumed
 build skips the case); (2) remove whatever an interrupted attempt left under the case prefix;
 (3) class locations, bounding boxes, HU statistics and the content checksum, in memory;
-(4) the root group with its ``ome`` and ``hcc_shards`` attributes, the image array ``0``, the
-``labels`` groups and label array, the ``foreground/<label>`` arrays; (5) ``qc/<case_id>.png``;
+(4) the shards of the image array ``0`` and of the label array, each stored as it is encoded, then
+in one batch the documents of the root group (``ome`` and ``hcc_shards`` attributes), the arrays,
+the ``labels`` groups and the ``foreground/<label>`` arrays; (5) ``qc/<case_id>.png``;
 (6) ``_COMPLETE.json`` with the manifest row. A case is complete only when its marker exists.
 """
 
@@ -15,6 +16,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import google_crc32c
@@ -23,9 +25,7 @@ import numcodecs.abc
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-from zarr.storage import FsspecStore, LocalStore
+from zarr.storage import FsspecStore, LocalStore, MemoryStore
 
 from hcc_shards import storage
 from hcc_shards.case import Case
@@ -124,14 +124,24 @@ def write_case(
     row = _manifest_row(case, fg, hu, split=split, checksum=checksum)
     attrs["qc_flags"] = list(row.qc_flags)
 
-    store = open_store(url, storage_options)
+    # The hierarchy's documents and the small foreground arrays are made in memory and stored in
+    # one batch (one round of concurrent puts on object stores, not one put after the other);
+    # the shards, large, are stored as soon as each is encoded.
+    docs: dict[str, Any] = {}
     root = zarr.create_group(
-        store, zarr_format=3, overwrite=True, attributes={"ome": _ome_image(case), "hcc_shards": attrs}
+        MemoryStore(docs),
+        zarr_format=3,
+        overwrite=True,
+        attributes={"ome": _ome_image(case), "hcc_shards": attrs},
     )
-    _write_volume(root, "0", case.image, IMAGE_FILL, config)
+
+    def put_shard(key: str, blob: bytes) -> None:
+        storage.put_objects(fs, {f"{path}/{key}": blob})
+
+    _write_volume(root, "0", case.image, IMAGE_FILL, config, put_shard)
     labels = root.create_group("labels", attributes={"ome": {"version": "0.5", "labels": ["segmentation"]}})
     seg = labels.create_group("segmentation", attributes={"ome": _ome_label(case)})
-    _write_volume(seg, "0", case.label, 0, config)
+    _write_volume(seg, "0", case.label, 0, config, put_shard)
     fg_group = root.create_group("foreground")
     for name, cf in fg.items():
         arr = fg_group.create_array(
@@ -145,6 +155,7 @@ def write_case(
         )
         if cf.locations.size:
             arr[...] = cf.locations
+    storage.put_objects(fs, {f"{path}/{key}": buf.to_bytes() for key, buf in docs.items()})
 
     title = f"{case_id}  {case.provenance.patient_id}"
     put_bytes_atomic(
@@ -223,7 +234,14 @@ def _codecs(config: BuildConfig, itemsize: int) -> list[Any]:
     return [comp, Crc32cCodec()]
 
 
-def _write_volume(group: zarr.Group, name: str, data: np.ndarray, fill: int, config: BuildConfig) -> None:
+def _write_volume(
+    group: zarr.Group,
+    name: str,
+    data: np.ndarray,
+    fill: int,
+    config: BuildConfig,
+    put: Callable[[str, bytes], None],
+) -> None:
     chunks = tuple(config.chunk_shape)
     # A shard never extends more than one chunk past the array (no empty chunk slots in the index).
     shards = tuple(
@@ -239,7 +257,7 @@ def _write_volume(group: zarr.Group, name: str, data: np.ndarray, fill: int, con
         fill_value=fill,
         dimension_names=list(AXES_ZYX),
     )
-    _store_shards(arr, data, fill, chunks, shards, _inner_compressor(config, data.dtype.itemsize))
+    _store_shards(arr, data, fill, chunks, shards, _inner_compressor(config, data.dtype.itemsize), put)
 
 
 _ABSENT = 2**64 - 1
@@ -272,8 +290,9 @@ def _store_shards(
     chunks: tuple[int, ...],
     shards: tuple[int, ...],
     compressor: numcodecs.abc.Codec,
+    put: Callable[[str, bytes], None],
 ) -> None:
-    """Encode every shard of ``arr`` here and store it in one PUT (docs/FORMAT.md, "Arrays").
+    """Encode every shard of ``arr`` here and ``put`` it whole (docs/FORMAT.md, "Arrays").
 
     The same objects as ``arr[...] = data`` (index at the start, inner chunks ``bytes`` + compressor
     + crc32c, chunks equal to the fill value absent), without zarr's per-chunk task scheduling,
@@ -281,7 +300,6 @@ def _store_shards(
     """
     per = [s // c for s, c in zip(shards, chunks, strict=True)]
     n_chunks = math.prod(per)
-    prototype = default_buffer_prototype()
     little = data.dtype.newbyteorder("<")
     grid = [range(math.ceil(n / s)) for n, s in zip(data.shape, shards, strict=True)]
     for shard in itertools.product(*grid):
@@ -307,8 +325,7 @@ def _store_shards(
             continue
         head = index.tobytes()
         blob = b"".join([head, _crc32c(head), *parts])
-        key = f"{arr.path}/c/" + "/".join(str(i) for i in shard)
-        sync(arr.store_path.store.set(key, prototype.buffer.from_bytes(blob)))
+        put(f"{arr.path}/c/" + "/".join(str(i) for i in shard), blob)
 
 
 def _multiscales(case: Case, name: str) -> list[dict[str, Any]]:

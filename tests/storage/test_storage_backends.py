@@ -55,6 +55,17 @@ class StorageSuite:
         with pytest.raises(FileNotFoundError):
             fs.cat_file(f"{base}/a/b/missing.bin")
 
+    def test_put_objects_writes_a_batch_under_new_prefixes(self, root: str, options: dict[str, Any]) -> None:
+        fs, base = self._fs(root, options)
+        objects = {
+            f"{base}/case/{k}/zarr.json": f'{{"k": "{k}"}}'.encode() for k in ("0", "labels/seg/0", "fg/a")
+        }
+        objects[f"{base}/case/0/c/0/0/0"] = bytes(range(256)) * 100
+        storage.put_objects(fs, objects)
+        fs.invalidate_cache()
+        assert {p: fs.cat_file(p) for p in objects} == objects
+        storage.put_objects(fs, {})
+
     def test_overwrite_replaces_whole_object(self, root: str, options: dict[str, Any]) -> None:
         fs, base = self._fs(root, options)
         fs.pipe_file(f"{base}/x.json", b'{"long": "first version of the object"}')
