@@ -25,7 +25,7 @@ default 90 and 180, at 2.5 x 0.70 x 0.70 mm; one CT series and its SEG each), in
   tracemalloc peak per stage, against the raw CT size (slices x 512 x 512 x 2 bytes).
 - ``store``: CT read + decode of the first case through an S3 emulator (moto_server on
   127.0.0.1), files fetched one after the other vs with decode_ct's read-ahead threads.
-- ``pipeline`` (``--pipeline-cases N``, default 24): ``python -m pipelines.build`` over N copies of
+- ``pipeline`` (``--pipeline-cases N``, default 48): ``python -m pipelines.build`` over N copies of
   the first case (distinct patients and UIDs), and over the first N/3 of them, on DirectRunner with
   1 and 2 workers and on DaskRunner with a LocalCluster of 1 and 2 worker processes; cases per
   minute from the build's own wall time (its summary): whole (N / T(N)) and marginal
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-store", dest="store", action="store_false", help="skip the S3-emulator read-ahead measurement"
     )
-    p.add_argument("--pipeline-cases", type=int, default=24, help="cases of the pipeline runs; 0 to skip")
+    p.add_argument("--pipeline-cases", type=int, default=48, help="cases of the pipeline runs; 0 to skip")
     p.add_argument("--pipeline-only", action="store_true", help="only the pipeline runs")
     p.add_argument("--workdir", default=None, help="cases are kept here between runs (default: a temp dir)")
     p.add_argument("--json", default=None, help="write the raw numbers here")
