@@ -341,11 +341,16 @@ def run_pipeline(input_dir: Path, out_dir: Path, spacing, runner: str, workers: 
         else:
             argv += ["--direct_running_mode=in_memory"]
     else:
+        import dask
         from distributed import LocalCluster
 
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        from pipelines.runners import dask_worker_config
+
+        # The workers as docs/RUNNERS.md deploys them (glibc malloc thresholds, pipelines/dask).
+        with dask.config.set(dask_worker_config()):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         argv += ["--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}"]
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     try:

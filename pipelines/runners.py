@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineRunner, PipelineState
@@ -85,6 +86,25 @@ def with_runner_defaults(argv: Sequence[str]) -> list[str]:
         if not _given(out, "--spread_inputs"):
             out.append("--spread_inputs=false")
     return out
+
+
+DASK_WORKER_CONFIG = Path(__file__).resolve().parent / "dask" / "hcc-shards.yaml"
+"""Dask settings for build workers (docs/RUNNERS.md): glibc malloc thresholds for the nanny's workers."""
+
+
+def dask_worker_config() -> dict[str, object]:
+    """:data:`DASK_WORKER_CONFIG` as dotted keys, for ``dask.config.set(...)`` around the start of a
+    LocalCluster (remote workers read the file through ``DASK_CONFIG``)."""
+    import yaml
+
+    def flat(prefix: str, node: object) -> dict[str, object]:
+        if not isinstance(node, dict):
+            return {prefix: node}
+        return {
+            k: v for key, sub in node.items() for k, v in flat(f"{prefix}.{key}".lstrip("."), sub).items()
+        }
+
+    return flat("", yaml.safe_load(DASK_WORKER_CONFIG.read_text()))
 
 
 def is_local(options: PipelineOptions) -> bool:

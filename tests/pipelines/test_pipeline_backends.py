@@ -14,6 +14,7 @@ import pytest
 from pipeline_helpers import IN_PROCESS, Cohort, build, case_arrays, read_table, version_dir
 
 from hcc_shards import storage
+from pipelines import runners
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,11 @@ def reference(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def dask_scheduler() -> Iterator[str]:
     """A dask.distributed LocalCluster of two worker processes, closed after the module."""
+    import dask
     from distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with dask.config.set(runners.dask_worker_config()):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         yield cluster.scheduler_address
     finally:

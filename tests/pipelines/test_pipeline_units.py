@@ -181,3 +181,12 @@ def test_dask_group_by_key_merges_partitions_first() -> None:
     assert got == {r: [k for k in range(30) if k % 3 == r] for r in range(3)}
     # Fewer partitions than the bound: left as they are.
     assert op.apply(db.from_sequence(items, npartitions=2)).npartitions == 2
+
+
+def test_dask_worker_config_sets_the_malloc_thresholds() -> None:
+    environ = "distributed.nanny.pre-spawn-environ."
+    config = runners.dask_worker_config()
+    assert config == {
+        f"{environ}MALLOC_TRIM_THRESHOLD_": 268435456,
+        f"{environ}MALLOC_MMAP_THRESHOLD_": 268435456,
+    }
