@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -167,9 +167,22 @@ def fewer_partitions_group_by_key(max_partitions: int) -> type:
         def apply(self, input_bag, side_inputs=None):
             if input_bag.npartitions > max_partitions:
                 input_bag = input_bag.repartition(npartitions=max_partitions)
-            return super().apply(input_bag, side_inputs)
+            # shuffle="tasks" named here: the default is looked up by importing dask.dataframe
+            # (half a second of the launcher's time) only to be turned into "tasks" for a bag.
+            grouped = input_bag.groupby(_beam_key, shuffle="tasks")
+            return grouped.map(_beam_values, transform_evaluator.defenestrate)
 
     return FewerPartitionsGroupByKey
+
+
+def _beam_key(item: tuple) -> object:
+    return item[0]
+
+
+def _beam_values(group: tuple, unwrap: Callable[[object], object]) -> tuple:
+    """(key, [values]) of a Dask group of Beam (key, windowed value) pairs, as Beam's GroupByKey gives."""
+    key, items = group
+    return key, [unwrap(item[1]) for item in items]
 
 
 def _dask_runner(max_partitions: int) -> PipelineRunner:
