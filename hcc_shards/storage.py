@@ -44,10 +44,14 @@ def filesystem(
     :class:`RetryingFileSystem`.
     """
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if not protocols & SELF_RETRYING_PROTOCOLS:
+    if not _protocols(fs) & SELF_RETRYING_PROTOCOLS:
         fs = RetryingFileSystem(fs)
     return fs, path
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
+    """Every protocol name of ``fs`` (fsspec gives a string or a tuple)."""
+    return {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
 
 
 def call_with_retries(
@@ -142,8 +146,7 @@ def put_objects(fs: fsspec.AbstractFileSystem, objects: dict[str, bytes]) -> Non
     """
     if not objects:
         return
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if protocols & {"file", "local"}:
+    if _protocols(fs) & {"file", "local"}:
         for parent in sorted({fs._parent(p) for p in objects}):
             fs.makedirs(parent, exist_ok=True)
     fs.pipe(dict(objects))
