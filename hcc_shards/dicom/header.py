@@ -14,6 +14,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from hcc_shards.dicom.frames import FrameFacts, raw_frame_facts
 from hcc_shards.quarantine import QuarantineRecord
 
 SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -170,16 +171,25 @@ def header_from_dataset(
     file_size: int,
     bytes_read: int,
     pixel_data: tuple[int, int] | None = None,
+    fast_frames: bool = True,
 ) -> InstanceHeader:
     """Collect the header facts of ``ds`` (read with or without pixel data).
 
     ``pixel_data`` is the (offset, length) of the PixelData value in the file, when the caller
-    found it (:func:`hcc_shards.dicom.index.index_file`).
+    found it (:func:`hcc_shards.dicom.index.index_file`). ``fast_frames`` reads the per-frame
+    functional groups from their encoded bytes (:mod:`hcc_shards.dicom.frames`) where it can;
+    False always reads them with pydicom (the reference the fast path is tested against).
     """
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-    per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    raw = raw_frame_facts(ds) if fast_frames else None
+    if raw is not None:
+        facts, first = raw
+    else:
+        per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+        facts = [_pydicom_frame_facts(item) for item in per_frame]
+        first = per_frame[0] if per_frame else None
 
     orientation = _floats(ds.get("ImageOrientationPatient"))
     pixel_spacing = _floats(ds.get("PixelSpacing"))
@@ -187,7 +197,6 @@ def header_from_dataset(
     between = _float(ds.get("SpacingBetweenSlices"))
     slope = _float(ds.get("RescaleSlope"))
     intercept = _float(ds.get("RescaleIntercept"))
-    first = per_frame[0] if per_frame else None
     for group in (shared, first):
         if group is None:
             continue
@@ -204,14 +213,15 @@ def header_from_dataset(
             slope = _float(pv.get("RescaleSlope"))
             intercept = _float(pv.get("RescaleIntercept"))
 
-    if per_frame:
-        fallback = _frame_position(shared) if shared is not None else None
-        positions = tuple(_frame_position(item) or fallback for item in per_frame)
+    shared_facts = _pydicom_frame_facts(shared) if shared is not None else None
+    if facts:
+        fallback = shared_facts.position if shared_facts is not None else None
+        positions = tuple(f.position or fallback for f in facts)
     else:
         positions = (_vec3(ds.get("ImagePositionPatient")),)
 
     is_seg = str(ds.get("Modality", "")) == "SEG"
-    seg_frames = tuple(_seg_frame(item, shared) for item in per_frame) if is_seg else ()
+    seg_frames = tuple(_seg_frame(f, shared_facts) for f in facts) if is_seg else ()
     return InstanceHeader(
         url=url,
         file_size=int(file_size),
@@ -310,11 +320,6 @@ def _vec3(value: Any) -> Vec3 | None:
     return (v[0], v[1], v[2]) if v is not None and len(v) == 3 else None
 
 
-def _frame_position(item: Dataset) -> Vec3 | None:
-    pp = _first_item(item, "PlanePositionSequence")
-    return _vec3(pp.get("ImagePositionPatient")) if pp is not None else None
-
-
 def _code(item: Dataset | None) -> tuple[str, str]:
     if item is None:
         return "", ""
@@ -356,26 +361,32 @@ def _top_level_sources(ds: Dataset) -> Iterable[str]:
                 yield str(uid)
 
 
-def _seg_frame(item: Dataset, shared: Dataset | None) -> SegFrame:
-    # A SEG with one segment (or one source) may keep these macros in the shared functional groups.
+def _pydicom_frame_facts(item: Dataset) -> FrameFacts:
+    """What :func:`hcc_shards.dicom.frames.raw_frame_facts` reads, from an item pydicom has read."""
     si = _first_item(item, "SegmentIdentificationSequence")
-    if si is None and shared is not None:
-        si = _first_item(shared, "SegmentIdentificationSequence")
-    segment_number = _int(si.get("ReferencedSegmentNumber")) if si is not None else None
+    number = (_int(si.get("ReferencedSegmentNumber")) or 0) if si is not None else None
     derivations = item.get("DerivationImageSequence")
-    if derivations is None and shared is not None:
-        derivations = shared.get("DerivationImageSequence")
-    sources: list[tuple[str, int]] = []
-    for deriv in derivations or []:
-        for src in deriv.get("SourceImageSequence") or []:
-            uid = src.get("ReferencedSOPInstanceUID")
-            if uid:
-                sources.append((str(uid), _first_frame_number(src.get("ReferencedFrameNumber"))))
-    return SegFrame(
-        segment_number=segment_number or 0, sources=tuple(sources), position=_frame_position(item)
-    )
+    sources: tuple[tuple[str, int], ...] | None = None
+    if derivations is not None:
+        found = []
+        for deriv in derivations:
+            for src in deriv.get("SourceImageSequence") or []:
+                uid = src.get("ReferencedSOPInstanceUID")
+                if uid:
+                    frames = _as_list(src.get("ReferencedFrameNumber"))
+                    found.append((str(uid), (_int(frames[0]) or 0) if frames else 0))
+        sources = tuple(found)
+    pp = _first_item(item, "PlanePositionSequence")
+    position = _vec3(pp.get("ImagePositionPatient")) if pp is not None else None
+    return FrameFacts(segment_number=number, sources=sources, position=position)
 
 
-def _first_frame_number(value: Any) -> int:
-    items = _as_list(value)
-    return _int(items[0]) or 0 if items else 0
+def _seg_frame(frame: FrameFacts, shared: FrameFacts | None) -> SegFrame:
+    # A SEG with one segment (or one source) may keep these macros in the shared functional groups.
+    number = frame.segment_number
+    if number is None and shared is not None:
+        number = shared.segment_number
+    sources = frame.sources
+    if sources is None and shared is not None:
+        sources = shared.sources
+    return SegFrame(segment_number=number or 0, sources=sources or (), position=frame.position)

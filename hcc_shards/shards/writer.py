@@ -368,12 +368,33 @@ def _ome_label(case: Case) -> dict[str, Any]:
 
 
 def _hu_stats(image: np.ndarray, label: np.ndarray) -> tuple[float, float, float]:
-    """HU 0.5th percentile, mean, 99.5th percentile over labelled voxels (the whole image if none)."""
+    """HU 0.5th percentile, mean, 99.5th percentile over labelled voxels (the whole image if none).
+
+    From a histogram of the int16 values: exact, and a few times cheaper than sorting millions of
+    values; the percentiles interpolate linearly between order statistics, as numpy's default.
+    """
     values = image[label > 0]
     if values.size == 0:
         values = image.ravel()
-    p005, p995 = np.percentile(values, [0.5, 99.5])
-    return float(p005), float(values.mean(dtype=np.float64)), float(p995)
+    if values.dtype != np.int16:
+        p005, p995 = np.percentile(values, [0.5, 99.5])
+        return float(p005), float(values.mean(dtype=np.float64)), float(p995)
+    counts = np.bincount(values.view(np.uint16) ^ np.uint16(0x8000), minlength=65536)
+    hu = np.arange(-32768, 32768, dtype=np.int64)
+    n = int(values.size)
+    cumulative = np.cumsum(counts)
+
+    def order_statistic(k: int) -> float:
+        return float(hu[int(np.searchsorted(cumulative, k, side="right"))])
+
+    def percentile(q: float) -> float:
+        rank = q / 100.0 * (n - 1)
+        lo = math.floor(rank)
+        a, b = order_statistic(lo), order_statistic(min(lo + 1, n - 1))
+        return a + (b - a) * (rank - lo)
+
+    mean = float(int(counts @ hu) / n)
+    return percentile(0.5), mean, percentile(99.5)
 
 
 def _manifest_row(

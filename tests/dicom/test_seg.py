@@ -16,7 +16,7 @@ from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.decode import decode_or_record, decode_pairing
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import pair_patient
-from hcc_shards.dicom.seg import paint, priority_ranks
+from hcc_shards.dicom.seg import paint, paint_in_order, priority_ranks
 from hcc_shards.geometry import Geometry
 from hcc_shards.labels import AORTA, LIVER, PORTAL_VEIN, TUMOR
 from hcc_shards.quarantine import QuarantineRecord, Reason
@@ -24,6 +24,22 @@ from hcc_shards.quarantine import QuarantineRecord, Reason
 CONFIG = BuildConfig()
 SHAPE = (4, 24, 20)
 PIXEL = (0.8, 0.8)
+
+
+@pytest.mark.parametrize("priority", [(TUMOR, PORTAL_VEIN, AORTA, LIVER), (LIVER,), ()])
+def test_painting_worst_first_equals_painting_in_turn(priority):
+    # Random overlapping masks on a few slices, values 1-6 (some outside the priority: equal ranks,
+    # where the earliest mask must win).
+    rng = np.random.default_rng(len(priority))
+    ranks = priority_ranks(priority)
+    jobs = [(int(rng.integers(0, 3)), int(rng.integers(1, 7)), rng.random((9, 11)) < 0.4) for _ in range(40)]
+    in_turn = np.zeros((3, 9, 11), dtype=np.uint8)
+    for k, value, mask in jobs:
+        paint(in_turn[k], mask, value, ranks)
+    worst_first = np.zeros_like(in_turn)
+    paint_in_order(worst_first, jobs, ranks)
+    np.testing.assert_array_equal(worst_first, in_turn)
+    assert len(np.unique(in_turn)) >= 4
 
 
 def test_priority_ranks_and_paint():
