@@ -127,7 +127,11 @@ def resample_image(
     # z per y-slab; the int16 conversion happens in the last pass, slab by slab.
     nz = source.shape[0]
     per_z = max(1, _SLAB_VOXELS // (source.shape[1] * source.shape[2]))
+    linear_plane = bool(in_plane) and all(kinds[a] == "linear" and source.shape[a] > 1 for a in in_plane)
     if 0 not in changing:
+        if linear_plane:
+            _in_plane_linear(image, in_plane, pos, out, clip)
+            return out
         for z0 in range(0, nz, per_z):
             block = image[z0 : z0 + per_z]
             for a in in_plane:
@@ -135,7 +139,9 @@ def resample_image(
             out[z0 : z0 + per_z] = _to_int16(block, clip)
         return out
     mid = np.empty((nz, target.shape[1], target.shape[2]), dtype=np.float32) if in_plane else image
-    if in_plane:
+    if in_plane and linear_plane:
+        _in_plane_linear(image, in_plane, pos, mid, clip)
+    elif in_plane:
         for z0 in range(0, nz, per_z):
             block = image[z0 : z0 + per_z]
             for a in in_plane:
@@ -146,6 +152,47 @@ def resample_image(
         block = _interp_axis(mid[:, y0 : y0 + per_y], 0, pos[0], kinds[0])
         out[:, y0 : y0 + per_y] = _to_int16(block, clip)
     return out
+
+
+def _in_plane_linear(
+    image: np.ndarray, axes: Sequence[int], pos: Sequence[np.ndarray], out: np.ndarray, clip: tuple[int, int]
+) -> None:
+    """Linear resampling of each slice along ``axes`` (1, 2 or both, in that order) into ``out``.
+
+    The arithmetic of :func:`_interp_axis` ("linear"), bit for bit, one slice at a time into
+    buffers made once: every temporary stays in cache and nothing is allocated per slice
+    (a quarter faster than slabs of temporaries, and no run-to-run swings from page faults).
+    ``out`` is int16 (rounded and clipped) or float32.
+    """
+    shape = list(image.shape[1:])
+    plans = []
+    for a in axes:
+        n = shape[a - 1]
+        p = np.clip(pos[a], 0.0, n - 1)
+        i0 = np.minimum(np.floor(p).astype(np.intp), n - 2)
+        frac_shape = [1, 1]
+        frac_shape[a - 1] = len(p)
+        frac = (p - i0).astype(np.float32).reshape(frac_shape)
+        shape[a - 1] = len(p)
+        plans.append((a - 1, i0, i0 + 1, frac, np.empty(shape, np.float32), np.empty(shape, np.float32)))
+    source = None if image.dtype == np.float32 else np.empty(image.shape[1:], np.float32)
+    for z in range(image.shape[0]):
+        plane = image[z]
+        if source is not None:
+            np.copyto(source, plane)
+            plane = source
+        for axis, i0, i1, frac, a0, a1 in plans:
+            # mode="clip": the indices are in range, and the default mode buffers every take.
+            np.take(plane, i0, axis=axis, out=a0, mode="clip")
+            np.take(plane, i1, axis=axis, out=a1, mode="clip")
+            a1 -= a0
+            a1 *= frac
+            a0 += a1
+            plane = a0
+        if out.dtype == np.int16:
+            np.rint(plane, out=plane)
+            np.clip(plane, clip[0], clip[1], out=plane)
+        out[z] = plane
 
 
 def _tie_to_even(pos: np.ndarray) -> np.ndarray:

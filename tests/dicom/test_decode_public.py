@@ -204,3 +204,44 @@ def test_pairing_pickles(corpus_headers, public_config):
     again = pickle.loads(pickle.dumps(pairing))
     assert again == pairing
     assert again.geometry == pairing.geometry
+
+
+@pytest.mark.parametrize("name", sorted(COMPLETE_PAIRS))
+def test_frame_by_frame_binary_decode_equals_pydicom_frames(name, corpus_headers, public_config):
+    # BINARY SEGs on their CT grid unpack one frame at a time; pydicom's whole-array decode is the
+    # reference (the other SEG types take the pydicom path either way).
+    from hcc_shards.dicom.ct import read_dataset
+    from hcc_shards.dicom.seg import binary_frame_reader, labels_on_ct_grid
+
+    headers = headers_of(COMPLETE_PAIRS[name], corpus_headers)
+    pairing = pair_patient(headers, public_config)[0][0]
+    ds = read_dataset(pairing.seg.url)
+    args = (
+        pairing.seg,
+        pairing.frame_slices,
+        pairing.slices,
+        pairing.geometry,
+        pairing.ct_headers[0].orientation,
+        dict(pairing.segment_labels),
+        public_config,
+    )
+    fast, fast_warnings = labels_on_ct_grid(ds, *args)
+    slow, slow_warnings = labels_on_ct_grid(read_dataset(pairing.seg.url), *args, fast_binary=False)
+    np.testing.assert_array_equal(fast, slow)
+    assert fast_warnings == slow_warnings and fast.any()
+    binary = pairing.seg.segmentation_type == "BINARY"
+    assert (binary_frame_reader(ds, pairing.seg) is not None) == (
+        binary and pairing.seg.rows * pairing.seg.columns % 8 == 0
+    )
+
+
+def test_frame_by_frame_decode_serves_the_binary_pairs(corpus_headers, public_config):
+    from hcc_shards.dicom.ct import read_dataset
+    from hcc_shards.dicom.seg import binary_frame_reader
+
+    served = []
+    for name, paths in COMPLETE_PAIRS.items():
+        seg = pair_patient(headers_of(paths, corpus_headers), public_config)[0][0].seg
+        if binary_frame_reader(read_dataset(seg.url), seg) is not None:
+            served.append(name)
+    assert len(served) >= 4, served
