@@ -13,7 +13,8 @@
   are not redistributed before indexing (``--spread_inputs=false``): each listing task already
   is its own partition. Every GroupByKey first merges its input down to ``--listing_shards``
   partitions (Dask's task shuffle costs N * N tasks for N partitions, and Flatten adds up
-  partitions), so ``--listing_shards`` is the parallelism of every stage on Dask.
+  partitions), so ``--listing_shards`` is the parallelism of every stage on Dask; one-key groups
+  use one partition and spreading groups deal elements out evenly without a shuffle.
 - ``DataflowRunner``, ``PortableRunner``, ``FlinkRunner``, ``SparkRunner``, ``PrismRunner``:
   passed to Beam by name, with whatever flags they need.
 """
@@ -29,6 +30,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineRunner, PipelineState
 
 _LOG = logging.getLogger("hcc_shards.build")
+
+SHUFFLE, ONE_KEY, SPREAD = "shuffle", "one_key", "spread"
+"""Kinds of GroupByKey, for the Dask translation (:func:`fewer_partitions_group_by_key`)."""
 
 DIRECT = "DirectRunner"
 DASK = "DaskRunner"
@@ -148,29 +152,47 @@ def make_runner(options: PipelineOptions) -> PipelineRunner | str:
         return LocalDirectRunner()
     if name == DASK:
         from pipelines.options import HccShardsOptions
+        from pipelines.transforms import group_kind
 
-        return _dask_runner(options.view_as(HccShardsOptions).listing_shards)
+        return _dask_runner(options.view_as(HccShardsOptions).listing_shards, group_kind)
     return name
 
 
-def fewer_partitions_group_by_key(max_partitions: int) -> type:
+def fewer_partitions_group_by_key(
+    max_partitions: int, kind_of: Callable[[str], str] = lambda label: SHUFFLE
+) -> type:
     """The DaskRunner's GroupByKey op, merging its input down to ``max_partitions`` first.
 
     Dask's task-based shuffle of a bag of N partitions schedules N * N tasks, and a Flatten adds
     up the partitions of its inputs: the outcomes of a 24-case build reached about 50 partitions,
     and its final GroupByKey alone about 2,600 tasks. Merging partitions costs one task per output
-    partition.
+    partition. ``kind_of`` (the full label of the GroupByKey -> a kind) tells two special groups:
+
+    - ``ONE_KEY``: everything goes under one key (global combines, the target join). The input is
+      merged into one partition, where the output would be anyway: a few tasks, not N * N.
+    - ``SPREAD``: the keys are the elements' identities and the group only exists to move elements
+      between workers (:class:`pipelines.transforms.Spread`). The elements are dealt out evenly
+      over ``max_partitions`` partitions instead of by key hash, and each becomes its own group:
+      the same elements after the ungrouping, with no shuffle and tasks of equal size (hashing 48
+      cases into 16 partitions gave tasks of 1 to 6 cases, and the longest set the build's end).
     """
     from apache_beam.runners.dask import transform_evaluator
 
+    unwrap = transform_evaluator.defenestrate
+
     class FewerPartitionsGroupByKey(transform_evaluator.GroupByKey):
         def apply(self, input_bag, side_inputs=None):
-            if input_bag.npartitions > max_partitions:
-                input_bag = input_bag.repartition(npartitions=max_partitions)
+            kind = kind_of(self.applied.full_label)
+            if kind == SPREAD:
+                dealt = input_bag.repartition(npartitions=max_partitions)
+                return dealt.map(_one_group, unwrap)
+            limit = 1 if kind == ONE_KEY else max_partitions
+            if input_bag.npartitions > limit:
+                input_bag = input_bag.repartition(npartitions=limit)
             # shuffle="tasks" named here: the default is looked up by importing dask.dataframe
             # (half a second of the launcher's time) only to be turned into "tasks" for a bag.
             grouped = input_bag.groupby(_beam_key, shuffle="tasks")
-            return grouped.map(_beam_values, transform_evaluator.defenestrate)
+            return grouped.map(_beam_values, unwrap)
 
     return FewerPartitionsGroupByKey
 
@@ -179,19 +201,26 @@ def _beam_key(item: tuple) -> object:
     return item[0]
 
 
+def _one_group(item: tuple, unwrap: Callable[[object], object]) -> tuple:
+    """(key, [value]) of one Beam (key, windowed value) pair: a group of one."""
+    return item[0], [unwrap(item[1])]
+
+
 def _beam_values(group: tuple, unwrap: Callable[[object], object]) -> tuple:
     """(key, [values]) of a Dask group of Beam (key, windowed value) pairs, as Beam's GroupByKey gives."""
     key, items = group
     return key, [unwrap(item[1]) for item in items]
 
 
-def _dask_runner(max_partitions: int) -> PipelineRunner:
+def _dask_runner(
+    max_partitions: int, kind_of: Callable[[str], str] = lambda label: SHUFFLE
+) -> PipelineRunner:
     """Beam's DaskRunner with :func:`fewer_partitions_group_by_key` as its GroupByKey."""
     from apache_beam.runners.dask import transform_evaluator
     from apache_beam.runners.dask.dask_runner import DaskRunner
     from apache_beam.runners.dask.overrides import _GroupByKeyOnly
 
-    op = fewer_partitions_group_by_key(max_partitions)
+    op = fewer_partitions_group_by_key(max_partitions, kind_of)
 
     class Runner(DaskRunner):
         def run_pipeline(self, pipeline, options):

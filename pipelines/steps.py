@@ -143,6 +143,10 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
     return sorted(refs.values(), key=lambda r: r.url)
 
 
+MAX_SPLIT_DEPTH = 3
+"""Levels a split listing descends below a root to find as many entries as there are tasks."""
+
+
 def _list_root(root: str, task: ListingTask, storage_options: dict[str, Any]) -> list[FileRef] | None:
     """The objects of ``task``'s share of one root; None when the root does not exist."""
     fs, path = storage.filesystem(root, storage_options)
@@ -162,6 +166,8 @@ def _list_root(root: str, task: ListingTask, storage_options: dict[str, Any]) ->
         return None
     if not entries and not fs.isdir(path):
         return None
+    if task.split:
+        entries = _spread_level(fs, entries, task.shards)
     refs: list[FileRef] = []
     for entry in entries:
         name = entry["name"].rstrip("/")
@@ -173,6 +179,25 @@ def _list_root(root: str, task: ListingTask, storage_options: dict[str, Any]) ->
         else:
             refs.append(FileRef(url_of(name), int(entry.get("size") or 0)))
     return refs
+
+
+def _spread_level(fs: Any, entries: list[dict[str, Any]], shards: int) -> list[dict[str, Any]]:
+    """The first level under a root with at least ``shards`` entries (at most MAX_SPLIT_DEPTH down).
+
+    A collection often sits in one wrapper folder (a TCIA download's ``manifest-*/HCC-TACE-Seg/``,
+    a bucket's ``dicom/``): split at the top, one task would own every file and list and index
+    them alone. Folders are opened level by level until there are enough entries to share out.
+    Every task sees the same listing, so each entry still has exactly one owner.
+    """
+    for _ in range(MAX_SPLIT_DEPTH):
+        folders = [e for e in entries if e.get("type") == "directory"]
+        if len(entries) >= shards or not folders:
+            break
+        opened = [e for e in entries if e.get("type") != "directory"]
+        for folder in folders:
+            opened.extend(fs.ls(folder["name"].rstrip("/"), detail=True))
+        entries = opened
+    return entries
 
 
 def is_record(item: object) -> bool:

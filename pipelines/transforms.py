@@ -15,6 +15,26 @@ import apache_beam as beam
 
 from pipelines import steps
 from pipelines.options import BuildPlan
+from pipelines.runners import ONE_KEY, SHUFFLE, SPREAD
+
+ONE_KEY_GROUPS = frozenset(
+    {"Sum index stats", "First cases", "All spacings", "Group with target", "All outcomes"}
+)
+"""Steps of the build that group every element under one key (the global combines and the
+target join)."""
+SPREAD_GROUP = "Spread group"
+"""Label of the GroupByKey inside :class:`Spread`."""
+
+
+def group_kind(full_label: str) -> str:
+    """The kind of a GroupByKey of this pipeline, by its full label (``pipelines.runners``
+    partitions Dask's shuffles by it): spread, one key, or an ordinary shuffle."""
+    parts = full_label.split("/")
+    if SPREAD_GROUP in parts:
+        return SPREAD
+    if any(part in ONE_KEY_GROUPS for part in parts):
+        return ONE_KEY
+    return SHUFFLE
 
 
 @dataclass
@@ -32,7 +52,7 @@ class Spread(beam.PTransform):
         return (
             pcoll
             | "Key" >> beam.Map(lambda x, key: (key(x), x), self.key)
-            | "Group" >> beam.GroupByKey()
+            | SPREAD_GROUP >> beam.GroupByKey()
             | "Ungroup" >> beam.FlatMap(lambda kv: kv[1])
         )
 

@@ -15,7 +15,7 @@ from hcc_shards import storage
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError
 from hcc_shards.labels import AORTA, TUMOR
-from pipelines import runners, steps
+from pipelines import runners, steps, transforms
 from pipelines.options import PSEUDONYMIZE_KEY_ENV, BuildPlan, parse_label_map, parse_spacing
 from pipelines.transforms import Spread
 
@@ -37,6 +37,24 @@ def test_listing_tasks_partition_every_object_once() -> None:
     assert len({r.url for r in found}) == len(found), "an object was listed by two tasks"
     assert sum(1 for refs in per_task if refs) >= 3, "the listing did not spread over the tasks"
     assert {r.url: r.size for r in found}[storage.unstrip(fs, f"{base}/top.txt")] == len("top.txt")
+
+
+@pytest.mark.parametrize("wrapper", ["", "manifest-1/HCC-TACE-Seg/", "a/b/c/d/"])
+def test_listing_inside_wrapper_folders_still_spreads(wrapper: str) -> None:
+    # A collection inside one or two wrapper folders (a TCIA download) is shared out below them;
+    # four levels down is past the descent limit, and one task lists it all (still exactly once).
+    root = f"memory://wrapped-{uuid.uuid4().hex[:8]}"
+    fs, base = storage.filesystem(root)
+    names = [f"{wrapper}HCC_{p:03d}/s{s}/{i}.dcm" for p in range(20) for s in range(2) for i in range(2)]
+    names.append(f"{wrapper}metadata.csv")
+    for n in names:
+        fs.pipe_file(f"{base}/{n}", n.encode())
+    plan = BuildPlan(input_url=root, output_url="memory://elsewhere", config=BuildConfig(), listing_shards=8)
+    per_task = [steps.list_files(t, {}) for t in steps.listing_tasks(plan)]
+    found = [r.url for refs in per_task for r in refs]
+    assert sorted(found) == sorted(storage.unstrip(fs, f"{base}/{n}") for n in names)
+    busy = sum(1 for refs in per_task if refs)
+    assert busy >= (1 if wrapper == "a/b/c/d/" else 5), busy
 
 
 def test_single_file_input_is_listed_once(tmp_path) -> None:
@@ -170,10 +188,19 @@ def test_input_without_dicom_commits_only_its_quarantine(tmp_path) -> None:
         build(str(tmp_path / "missing"), str(tmp_path / "out2"), *IN_PROCESS)
 
 
+class _Applied:
+    def __init__(self, full_label: str) -> None:
+        self.full_label = full_label
+
+
+def _dask_group(label: str, bound: int = 4):
+    return runners.fewer_partitions_group_by_key(bound, transforms.group_kind)(_Applied(label))
+
+
 def test_dask_group_by_key_merges_partitions_first() -> None:
     import dask.bag as db
 
-    op = runners.fewer_partitions_group_by_key(4)(None)
+    op = _dask_group("Pair/Group by patient/GroupByKey")
     items = [(k % 3, k) for k in range(30)]
     grouped = op.apply(db.from_sequence(items, npartitions=30))
     assert grouped.npartitions == 4
@@ -181,6 +208,39 @@ def test_dask_group_by_key_merges_partitions_first() -> None:
     assert got == {r: [k for k in range(30) if k % 3 == r] for r in range(3)}
     # Fewer partitions than the bound: left as they are.
     assert op.apply(db.from_sequence(items, npartitions=2)).npartitions == 2
+
+
+def test_dask_one_key_groups_use_one_partition() -> None:
+    import dask.bag as db
+
+    op = _dask_group("Commit/All outcomes/All outcomes/CombinePerKey/GroupByKey/GroupByKey")
+    grouped = op.apply(db.from_sequence([(None, k) for k in range(20)], npartitions=7))
+    assert grouped.npartitions == 1
+    assert [(k, sorted(v)) for k, v in grouped.compute(scheduler="sync")] == [(None, list(range(20)))]
+
+
+def test_dask_spread_deals_elements_out_evenly() -> None:
+    # 48 cases arriving in one partition (after the one-key target join) leave in 16 equal ones,
+    # each element in a group of its own: what the ungrouping after it needs.
+    import dask
+    import dask.bag as db
+
+    op = _dask_group(f"Build cases/Spread cases/{transforms.SPREAD_GROUP}/GroupByKey", bound=16)
+    items = [(f"uid-{k}", k) for k in range(48)]
+    spread = op.apply(db.from_sequence(items, npartitions=1))
+    parts = dask.compute(*spread.to_delayed(), scheduler="sync")
+    assert [len(p) for p in parts] == [3] * 16
+    assert sorted((k, v) for part in parts for k, v in part) == sorted((k, [v]) for k, v in items)
+
+
+def test_group_kinds_of_the_build_graph() -> None:
+    assert transforms.group_kind("Pair/Group by patient/GroupByKey") == runners.SHUFFLE
+    assert transforms.group_kind("Sum index stats/CombinePerKey/GroupByKey/GroupByKey") == runners.ONE_KEY
+    assert transforms.group_kind("Build cases/Group with target/GroupByKey") == runners.ONE_KEY
+    assert (
+        transforms.group_kind(f"Index headers/Spread files/{transforms.SPREAD_GROUP}/GroupByKey")
+        == runners.SPREAD
+    )
 
 
 def test_dask_worker_config_sets_the_malloc_thresholds() -> None:
