@@ -184,8 +184,9 @@ def fewer_partitions_group_by_key(
         def apply(self, input_bag, side_inputs=None):
             kind = kind_of(self.applied.full_label)
             if kind == SPREAD:
-                dealt = input_bag.repartition(npartitions=max_partitions)
-                return dealt.map(_one_group, unwrap)
+                # Gathered first: splitting N uneven partitions into N leaves them as they were.
+                gathered = input_bag.repartition(npartitions=1) if input_bag.npartitions > 1 else input_bag
+                return gathered.repartition(npartitions=max_partitions).map(_one_group, unwrap)
             limit = 1 if kind == ONE_KEY else max_partitions
             if input_bag.npartitions > limit:
                 input_bag = input_bag.repartition(npartitions=limit)

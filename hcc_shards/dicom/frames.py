@@ -112,15 +112,20 @@ def _deferred_bytes(ds: Dataset, elem: RawDataElement) -> bytes | None:
     return data if data is not None and len(data) == elem.length else None
 
 
+def _tag_at(buf: bytes, pos: int, n: int) -> int:
+    """The (group << 16 | element) tag at ``pos``, with the 8 bytes of an element header there."""
+    if pos + 8 > n:
+        raise _Unexpected(f"truncated at byte {pos}")
+    group, element = _TAG.unpack_from(buf, pos)
+    return group << 16 | element
+
+
 def _items(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[list[_Item], int]:
     """Items of a sequence value from ``pos`` to ``end`` (None: to its delimiter); (items, next)."""
     out: list[_Item] = []
     n = len(buf)
     while end is None or pos < end:
-        if pos + 8 > n:
-            raise _Unexpected("truncated sequence")
-        group, element = _TAG.unpack_from(buf, pos)
-        tag = group << 16 | element
+        tag = _tag_at(buf, pos, n)
         (length,) = _U32.unpack_from(buf, pos + 4)
         pos += 8
         if tag == _SEQUENCE_END:
@@ -146,10 +151,7 @@ def _elements(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[di
     found: dict[int, _Element] = {}
     n = len(buf)
     while end is None or pos < end:
-        if pos + 8 > n:
-            raise _Unexpected("truncated item")
-        group, element = _TAG.unpack_from(buf, pos)
-        tag = group << 16 | element
+        tag = _tag_at(buf, pos, n)
         if tag == _ITEM_END:
             if end is not None:
                 raise _Unexpected("item delimiter inside an item of defined length")

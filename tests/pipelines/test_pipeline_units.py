@@ -231,6 +231,12 @@ def test_dask_spread_deals_elements_out_evenly() -> None:
     parts = dask.compute(*spread.to_delayed(), scheduler="sync")
     assert [len(p) for p in parts] == [3] * 16
     assert sorted((k, v) for part in parts for k, v in part) == sorted((k, [v]) for k, v in items)
+    # Uneven partitions (files as the listing tasks found them) are evened out too.
+    uneven = db.concat(
+        [db.from_sequence(items[:40], npartitions=1), db.from_sequence(items[40:], npartitions=15)]
+    )
+    parts = dask.compute(*op.apply(uneven).to_delayed(), scheduler="sync")
+    assert [len(p) for p in parts] == [3] * 16
 
 
 def test_group_kinds_of_the_build_graph() -> None:
