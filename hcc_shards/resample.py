@@ -230,6 +230,8 @@ def resample_label(
     # Slab by slab of target slices, so the float32 probabilities stay a few MB whatever the
     # volume (each slab reads the source slices its linear kernel touches, nothing more).
     per_z = max(1, _LABEL_SLAB_VOXELS // (target.shape[1] * target.shape[2]))
+    # The two float32 accumulators of a slab, made once: fresh ones per slab cost their page faults.
+    work = np.empty((2, min(per_z, target.shape[0]), target.shape[1], target.shape[2]), dtype=np.float32)
     for t0 in range(0, target.shape[0], per_z):
         t1 = min(t0 + per_z, target.shape[0])
         pz = positions[0][t0:t1]
@@ -238,24 +240,35 @@ def resample_label(
             s1 = min(int(np.floor(pz[-1] + 2 * _TIE_SHIFT)) + 2, source.shape[0])
         else:
             s0, s1 = t0, t1
-        _label_safe_slab(label[s0:s1], s0, [pz, positions[1], positions[2]], order, out[t0:t1])
+        _label_safe_slab(
+            label[s0:s1], s0, [pz, positions[1], positions[2]], order, out[t0:t1], work[:, : t1 - t0]
+        )
     return out
 
 
 def _label_safe_slab(
-    block: np.ndarray, z_offset: int, positions: list[np.ndarray], order: list[int], out: np.ndarray
+    block: np.ndarray,
+    z_offset: int,
+    positions: list[np.ndarray],
+    order: list[int],
+    out: np.ndarray,
+    work: np.ndarray | None = None,
 ) -> None:
     """Label-safe resampling of source slices ``block`` (from ``z_offset``) into the slab ``out``.
 
-    ``positions`` are the global source indices sampled by the slab's target voxels, per axis.
+    ``positions`` are the global source indices sampled by the slab's target voxels, per axis;
+    ``work`` is room for two float32 arrays of the slab's shape (made here when not given).
     """
     values, boxes = _label_boxes(block)
     if not values:
         return
     offsets = (z_offset, 0, 0)
     local = [positions[0] - z_offset, positions[1], positions[2]]
-    best = np.zeros(out.shape, dtype=np.float32)
-    total = np.zeros(out.shape, dtype=np.float32)
+    if work is None:
+        work = np.empty((2, *out.shape), dtype=np.float32)
+    best, total = work[0], work[1]
+    best.fill(0.0)
+    total.fill(0.0)
     for value, box in zip(values, boxes, strict=True):
         crop = tuple(
             slice(max(lo - 1, 0), min(hi + 1, n)) for (lo, hi), n in zip(box, block.shape, strict=True)
@@ -290,7 +303,8 @@ def _label_safe_slab(
         np.maximum(sub_best, prob, out=sub_best)
         sub_total += prob
     # Background wins where its probability (1 - sum of the labels) beats the best label.
-    out[best <= (1.0 - total)] = 0
+    np.subtract(np.float32(1.0), total, out=total)
+    out[best <= total] = 0
 
 
 # -- internals ---------------------------------------------------------------------------
