@@ -80,13 +80,13 @@ def binary_frame_reader(ds: Dataset, header: InstanceHeader) -> Callable[[int], 
 
     pydicom unpacks every frame at once (one byte per pixel: 52 MB for 199 frames of 512 x 512)
     before any is painted; one frame at a time stays in cache and the label map is the only large
-    array. None (use :func:`seg_frames`) unless the pixels are native 1-bit frames that each start
-    on a byte and all of them are there.
+    array. None (use :func:`seg_frames`) unless the pixels are native little-endian 1-bit frames
+    that each start on a byte and all of them are there.
     """
     if header.segmentation_type != "BINARY" or header.bits_allocated != 1:
         return None
     syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) is not None else None
-    if syntax is None or syntax.is_encapsulated or "PixelData" not in ds:
+    if syntax is None or syntax.is_encapsulated or not syntax.is_little_endian or "PixelData" not in ds:
         return None
     rows, columns = header.rows, header.columns
     frames = header.number_of_frames
