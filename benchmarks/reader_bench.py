@@ -198,6 +198,48 @@ class _FixedSpecs:
         return {"kind": "fixed", "n": len(self.specs)}
 
 
+def tensorstore_blocks(url: str, specs: list):
+    """The same boxes read with TensorStore (C++; zarr3 driver, local files), one thread, no cache.
+
+    Boxes are clipped to the volume (TensorStore does not pad), so at the borders it reads fewer
+    voxels than the others; None when tensorstore is not installed."""
+    try:
+        import tensorstore as ts
+    except ImportError:
+        return None
+    from hcc_shards.read import open_dataset
+
+    ds = open_dataset(url)
+    ctx = ts.Context(
+        {
+            "data_copy_concurrency": {"limit": 1},
+            "file_io_concurrency": {"limit": 1},
+            "cache_pool": {"total_bytes_limit": 0},
+        }
+    )
+    opened: dict[tuple[str, str], object] = {}
+
+    def array(case_id: str, which: str):
+        if (case_id, which) not in opened:
+            lazy = getattr(ds.case(case_id), which)
+            spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": ds.store.path(lazy.rel)}}
+            opened[(case_id, which)] = ts.open(spec, context=ctx, open=True).result()
+        return opened[(case_id, which)]
+
+    def read(spec) -> None:
+        for which in ("image", "label"):
+            arr = array(spec.case_id, which)
+            lo = [max(0, int(a)) for a in spec.start]
+            hi = [min(n, int(b)) for b, n in zip(spec.stop, arr.shape, strict=True)]
+            arr[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].read().result()
+
+    def run(i: int) -> None:
+        for spec in specs[i * BLOCK : (i + 1) * BLOCK]:
+            read(spec)
+
+    return run
+
+
 def touched_chunks(url: str, specs: list) -> list[list[tuple]]:
     """Per patch, (array metadata, compressed bytes without the crc) of every chunk it touches."""
     from hcc_shards.read import RegionRequest, open_dataset
@@ -575,7 +617,9 @@ def main() -> None:
         default=[(90, 128, 128), (128, 128, 128), (96, 160, 160)],
     )
     p.add_argument("--monai-patches", type=int, default=10, help="MONAI samples per size (about 1/s)")
-    p.add_argument("--skip", default="", help="comma list of: blosc2, monai, emulator, latency, workers")
+    p.add_argument(
+        "--skip", default="", help="comma list of: tensorstore, blosc2, monai, emulator, latency, workers"
+    )
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -586,15 +630,15 @@ def main() -> None:
     for key, sp in specs.items():
         rate_ours(url, sp[:10])  # warm the page cache
         jobs = touched_chunks(url, sp)
-        rates = interleaved(
-            {
-                "ours": ours_blocks(url, sp),
-                "bound": bound_blocks(jobs, assemble=False),
-                "bound+copy": bound_blocks(jobs, assemble=True),
-            },
-            len(sp) // BLOCK,
-            args.repeat,
-        )
+        contenders = {
+            "ours": ours_blocks(url, sp),
+            "bound": bound_blocks(jobs, assemble=False),
+            "bound+copy": bound_blocks(jobs, assemble=True),
+        }
+        cpp = tensorstore_blocks(url, sp) if "tensorstore" not in skip else None
+        if cpp is not None:
+            contenders["tensorstore"] = cpp
+        rates = interleaved(contenders, len(sp) // BLOCK, args.repeat)
         raw = sum(m.chunk_nbytes for _, _, chunks in jobs for m, *_ in chunks) / len(jobs)
         rows[key] = {**rates, "bound_GBps": rates["bound"] * raw / 1e9, "ours_cold": rate_ours(url, sp)}
         print(f"  {key}: {rows[key]}", file=sys.stderr)
@@ -639,6 +683,7 @@ def report(args: argparse.Namespace, rows: dict) -> None:
         "ours_cold",
         "bound",
         "bound+copy",
+        "tensorstore",
         "blosc2",
         "monai",
         "ours_local_e",
@@ -651,14 +696,16 @@ def report(args: argparse.Namespace, rows: dict) -> None:
     print(
         "| patch | "
         + " | ".join(f"{c} /s" for c in cols)
-        + " | ours/bound | ours/(bound+copy) | ours/blosc2 | emulator/ours_e | emulator_threads2/ours_e |"
+        + " | ours/bound | ours/(bound+copy) | tensorstore/bound | ours/blosc2 | emulator/ours_e"
+        + " | emulator_threads2/ours_e |"
     )
-    print("|---" * (len(cols) + 6) + "|")
+    print("|---" * (len(cols) + 7) + "|")
     for key, r in rows.items():
         cells = [f"{r[c]:.1f}" if c in r else "-" for c in cols]
         ratios = [
             f"{r['ours'] / r['bound']:.2f}",
             f"{r['ours'] / r['bound+copy']:.2f}",
+            f"{r['tensorstore'] / r['bound']:.2f}" if "tensorstore" in r else "-",
             f"{r['ours'] / r['blosc2']:.2f}" if "blosc2" in r else "-",
             f"{r['emulator'] / r['ours_local_e']:.2f}" if "emulator" in r else "-",
             f"{r['emulator_threads2'] / r['ours_local_e']:.2f}" if "emulator" in r else "-",
