@@ -8,11 +8,15 @@ images and Segmentation objects are all described by the same type: per-frame fa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.values import convert_value
 
 from hcc_shards.dicom.frames import FrameFacts, raw_frame_facts
 from hcc_shards.quarantine import QuarantineRecord
@@ -171,19 +175,21 @@ def header_from_dataset(
     file_size: int,
     bytes_read: int,
     pixel_data: tuple[int, int] | None = None,
-    fast_frames: bool = True,
+    fast: bool = True,
 ) -> InstanceHeader:
     """Collect the header facts of ``ds`` (read with or without pixel data).
 
     ``pixel_data`` is the (offset, length) of the PixelData value in the file, when the caller
-    found it (:func:`hcc_shards.dicom.index.index_file`). ``fast_frames`` reads the per-frame
-    functional groups from their encoded bytes (:mod:`hcc_shards.dicom.frames`) where it can;
-    False always reads them with pydicom (the reference the fast path is tested against).
+    found it (:func:`hcc_shards.dicom.index.index_file`). ``fast`` reads the per-frame functional
+    groups from their encoded bytes (:mod:`hcc_shards.dicom.frames`) and converts plain top-level
+    values without pydicom's element bookkeeping (:func:`_fast_get`) where it can; False reads
+    everything through pydicom (the reference the fast paths are tested against).
     """
+    get = _fast_get(ds) if fast else ds.get
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-    raw = raw_frame_facts(ds) if fast_frames else None
+    raw = raw_frame_facts(ds) if fast else None
     if raw is not None:
         facts, first = raw
     else:
@@ -191,12 +197,12 @@ def header_from_dataset(
         facts = [_pydicom_frame_facts(item) for item in per_frame]
         first = per_frame[0] if per_frame else None
 
-    orientation = _floats(ds.get("ImageOrientationPatient"))
-    pixel_spacing = _floats(ds.get("PixelSpacing"))
-    thickness = _float(ds.get("SliceThickness"))
-    between = _float(ds.get("SpacingBetweenSlices"))
-    slope = _float(ds.get("RescaleSlope"))
-    intercept = _float(ds.get("RescaleIntercept"))
+    orientation = _floats(get("ImageOrientationPatient"))
+    pixel_spacing = _floats(get("PixelSpacing"))
+    thickness = _float(get("SliceThickness"))
+    between = _float(get("SpacingBetweenSlices"))
+    slope = _float(get("RescaleSlope"))
+    intercept = _float(get("RescaleIntercept"))
     for group in (shared, first):
         if group is None:
             continue
@@ -218,31 +224,31 @@ def header_from_dataset(
         fallback = shared_facts.position if shared_facts is not None else None
         positions = tuple(f.position or fallback for f in facts)
     else:
-        positions = (_vec3(ds.get("ImagePositionPatient")),)
+        positions = (_vec3(get("ImagePositionPatient")),)
 
-    is_seg = str(ds.get("Modality", "")) == "SEG"
+    is_seg = str(get("Modality", "")) == "SEG"
     seg_frames = tuple(_seg_frame(f, shared_facts) for f in facts) if is_seg else ()
     return InstanceHeader(
         url=url,
         file_size=int(file_size),
         bytes_read=int(bytes_read),
-        sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
-        modality=str(ds.get("Modality", "") or ""),
+        sop_class_uid=str(get("SOPClassUID", "") or ""),
+        sop_instance_uid=str(get("SOPInstanceUID", "") or ""),
+        modality=str(get("Modality", "") or ""),
         patient_id=str(ds.get("PatientID", "") or ""),
-        study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
-        series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
-        series_number=_int(ds.get("SeriesNumber")),
+        study_instance_uid=str(get("StudyInstanceUID", "") or ""),
+        series_instance_uid=str(get("SeriesInstanceUID", "") or ""),
+        series_number=_int(get("SeriesNumber")),
         series_description=str(ds.get("SeriesDescription", "") or ""),
-        acquisition_number=_int(ds.get("AcquisitionNumber")),
-        instance_number=_int(ds.get("InstanceNumber")),
-        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
-        image_type=tuple(str(v) for v in _as_list(ds.get("ImageType"))),
+        acquisition_number=_int(get("AcquisitionNumber")),
+        instance_number=_int(get("InstanceNumber")),
+        frame_of_reference_uid=str(get("FrameOfReferenceUID", "") or ""),
+        image_type=tuple(str(v) for v in _as_list(get("ImageType"))),
         transfer_syntax_uid=ts,
-        rows=_int(ds.get("Rows")) or 0,
-        columns=_int(ds.get("Columns")) or 0,
-        number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
-        bits_allocated=_int(ds.get("BitsAllocated")) or 0,
+        rows=_int(get("Rows")) or 0,
+        columns=_int(get("Columns")) or 0,
+        number_of_frames=_int(get("NumberOfFrames")) or 1,
+        bits_allocated=_int(get("BitsAllocated")) or 0,
         orientation=tuple(orientation) if orientation and len(orientation) == 6 else None,
         pixel_spacing=(pixel_spacing[0], pixel_spacing[1])
         if pixel_spacing and len(pixel_spacing) == 2
@@ -252,23 +258,62 @@ def header_from_dataset(
         frame_positions=positions,
         rescale_slope=slope,
         rescale_intercept=intercept,
-        segmentation_type=str(ds.get("SegmentationType", "") or "") if is_seg else "",
-        fractional_type=str(ds.get("SegmentationFractionalType", "") or "") if is_seg else "",
-        max_fractional_value=_int(ds.get("MaximumFractionalValue")) if is_seg else None,
+        segmentation_type=str(get("SegmentationType", "") or "") if is_seg else "",
+        fractional_type=str(get("SegmentationFractionalType", "") or "") if is_seg else "",
+        max_fractional_value=_int(get("MaximumFractionalValue")) if is_seg else None,
         segments=tuple(_segment(item) for item in ds.get("SegmentSequence") or []) if is_seg else (),
         referenced_series=tuple(_referenced_series(ds)) if is_seg else (),
         source_instance_uids=tuple(_top_level_sources(ds)) if is_seg else (),
         seg_frames=seg_frames,
-        bits_stored=_int(ds.get("BitsStored")) or 0,
-        pixel_representation=_int(ds.get("PixelRepresentation")) or 0,
-        samples_per_pixel=_int(ds.get("SamplesPerPixel")) or 1,
-        photometric_interpretation=str(ds.get("PhotometricInterpretation", "") or ""),
+        bits_stored=_int(get("BitsStored")) or 0,
+        pixel_representation=_int(get("PixelRepresentation")) or 0,
+        samples_per_pixel=_int(get("SamplesPerPixel")) or 1,
+        photometric_interpretation=str(get("PhotometricInterpretation", "") or ""),
         pixel_data_offset=pixel_data[0] if pixel_data else None,
         pixel_data_length=pixel_data[1] if pixel_data else None,
     )
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+_PLAIN_VRS = frozenset({"AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "SL", "SS", "TM", "UI", "UL", "US"})
+"""VRs whose values do not depend on the character set: converted without the element machinery."""
+
+
+@functools.cache
+def _tag_and_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return tag, dictionary_VR(tag)
+
+
+def _fast_get(ds: Dataset) -> Callable[..., Any]:
+    """``ds.get(keyword, default)`` for top-level values, a few times cheaper per value.
+
+    pydicom's own conversion (``pydicom.values.convert_value``, the function ``ds.get`` ends in),
+    called on the raw element without making a DataElement, running the hooks and storing the
+    result: about half of the header index's time on a CT slice went there. Anything else (text
+    VRs, whose decoding depends on the character set; sequences; converted, deferred or big-endian
+    elements; ambiguous VRs; a value pydicom cannot convert) goes through ``ds.get``.
+    """
+
+    def get(keyword: str, default: Any = None) -> Any:
+        tag, vr = _tag_and_vr(keyword)
+        raw = ds.get_item(tag, keep_deferred=True)
+        if raw is None:
+            return ds.get(keyword, default)
+        if isinstance(raw, RawDataElement) and raw.value is not None and raw.is_little_endian:
+            vr = raw.VR or vr
+            if vr in _PLAIN_VRS:
+                try:
+                    return convert_value(vr, raw)
+                except Exception:
+                    pass
+        return ds.get(keyword, default)
+
+    return get
 
 
 def _as_list(value: Any) -> list[Any]:

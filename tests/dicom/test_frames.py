@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pydicom
 import pytest
 from dicom_corpus import DATA, HD, SEGS
@@ -28,7 +29,7 @@ def _both(data: bytes):
     fast_ds = _read(data)
     facts = raw_frame_facts(_read(data))
     fast = header_from_dataset(fast_ds, url="x", file_size=len(data), bytes_read=0)
-    slow = header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0, fast_frames=False)
+    slow = header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0, fast=False)
     return fast, slow, facts
 
 
@@ -126,9 +127,7 @@ def test_deferred_sequence_is_read_from_the_object_store(tmp_path):
     assert raw_frame_facts(remote) is not None
     remote, size, _ = read_header_dataset("memory://frames/big-seg.dcm")
     fast = header_from_dataset(remote, url="x", file_size=size, bytes_read=0)
-    slow = header_from_dataset(
-        _read(buf.getvalue()), url="x", file_size=size, bytes_read=0, fast_frames=False
-    )
+    slow = header_from_dataset(_read(buf.getvalue()), url="x", file_size=size, bytes_read=0, fast=False)
     assert fast == slow and len(fast.seg_frames) == 100 * len(
         pydicom.dcmread(SEGS / "partial_overlaps.dcm").PerFrameFunctionalGroupsSequence
     )
@@ -172,7 +171,7 @@ def test_unusual_values_fall_back_to_pydicom_or_agree(edit, falls_back):
     facts = raw_frame_facts(_read(data))
     assert (facts is None) == falls_back
     try:
-        slow = header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0, fast_frames=False)
+        slow = header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0, fast=False)
     except Exception as exc:  # pydicom's own verdict on the value; the fast path must give the same
         with pytest.raises(type(exc)):
             header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0)
@@ -194,3 +193,65 @@ def test_garbled_sequence_bytes_fall_back():
     data[item : item + 4] = b"\x08\x00\x18\x00"
     raw = _read(bytes(data))
     assert raw_frame_facts(raw) is None
+
+
+def _dicom_files() -> list[Path]:
+    out = []
+    for path in sorted(DATA.rglob("*")):
+        if path.is_file():
+            try:
+                pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:
+                continue
+            out.append(path)
+    return out
+
+
+DICOM_FILES = _dicom_files()
+
+
+@pytest.mark.parametrize("path", DICOM_FILES, ids=lambda p: str(p.relative_to(DATA)))
+def test_plain_values_equal_pydicom_on_every_corpus_file(path):
+    # Top-level plain values are converted without pydicom's element machinery: same header.
+    data = path.read_bytes()
+    fast = header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0)
+    slow = header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0, fast=False)
+    assert fast == slow
+
+
+def _edited_ct(edit) -> bytes:
+    from builders import ct_dataset
+
+    ds = ct_dataset(
+        np.zeros((4, 4), np.int16), (1.5, -2.25, 30.0), series_uid="1.2.3", study_uid="1.2", for_uid="1.9"
+    )
+    edit(ds)
+    buf = io.BytesIO()
+    ds.save_as(
+        buf, implicit_vr=ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian, enforce_file_format=True
+    )
+    return buf.getvalue()
+
+
+def _implicit(ds: Dataset) -> None:
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+
+
+def _odd_values(ds: Dataset) -> None:
+    ds.SeriesNumber = None  # empty IS
+    ds.SliceThickness = "2.50"
+    ds.PatientID = "Ünïcode"
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.AcquisitionNumber = "0"
+
+
+@pytest.mark.parametrize(
+    "edit", [lambda ds: None, _implicit, _odd_values], ids=["explicit", "implicit", "odd-values"]
+)
+def test_plain_values_equal_pydicom_on_built_slices(edit):
+    data = _edited_ct(edit)
+    fast = header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0)
+    slow = header_from_dataset(_read(data), url="x", file_size=len(data), bytes_read=0, fast=False)
+    assert fast == slow
+    assert fast.frame_positions == ((1.5, -2.25, 30.0),) and fast.rows == 4
