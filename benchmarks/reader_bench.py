@@ -294,30 +294,39 @@ def rate_bound(jobs: list, *, assemble: bool = False) -> tuple[float, float]:
 
 def rate_blosc2(url: str, ids: list[str], specs_by_size: dict, workdir: Path, repeat: int) -> dict:
     """Run the blosc2 baseline in the benchmark env (benchmarks/setup_bench.sh); patches/s per size."""
+    job = {
+        "ids": ids,
+        "repeat": repeat,
+        "specs": {k: [[s.case_id, list(s.start), list(s.size)] for s in v] for k, v in specs_by_size.items()},
+    }
+    return _in_bench_env(
+        "blosc2", url, workdir / f"blosc2-{Path(url).name}", ("image.npy", "image.b2nd"), job
+    )
+
+
+def _in_bench_env(kind: str, url: str, folder: Path, made: tuple[str, ...], job: dict) -> dict:
+    """This script's ``_<kind>`` child, run in the benchmark env on ``job``; its JSON result.
+
+    Each case of ``job["ids"]`` is first saved to ``folder`` as ``<id>_image.npy`` and
+    ``<id>_label.npy``, unless one of ``<id>_<made>`` is there (the child's files from a run before).
+    """
     from hcc_shards.read import open_dataset
 
     py = subprocess.run(
         ["bash", str(ROOT / "benchmarks/setup_bench.sh")], check=True, capture_output=True, text=True
     )
     bench_python = py.stdout.strip().splitlines()[-1]
-    b2dir = workdir / f"blosc2-{Path(url).name}"
-    b2dir.mkdir(exist_ok=True)
+    folder.mkdir(exist_ok=True)
     ds = open_dataset(url)
-    for cid in ids:
-        if not (b2dir / f"{cid}_image.npy").exists() and not (b2dir / f"{cid}_image.b2nd").exists():
+    for cid in job["ids"]:
+        if not any((folder / f"{cid}_{m}").exists() for m in made):
             case = ds.case(cid)
-            np.save(b2dir / f"{cid}_image.npy", case.image[...])
-            np.save(b2dir / f"{cid}_label.npy", case.label[...])
-    job = {
-        "dir": str(b2dir),
-        "ids": ids,
-        "repeat": repeat,
-        "specs": {k: [[s.case_id, list(s.start), list(s.size)] for s in v] for k, v in specs_by_size.items()},
-    }
-    job_file = b2dir / "job.json"
-    job_file.write_text(json.dumps(job))
+            np.save(folder / f"{cid}_image.npy", case.image[...])
+            np.save(folder / f"{cid}_label.npy", case.label[...])
+    job_file = folder / "job.json"
+    job_file.write_text(json.dumps({"dir": str(folder), **job}))
     done = subprocess.run(
-        [bench_python, __file__, "_blosc2", str(job_file)], check=True, capture_output=True, text=True
+        [bench_python, __file__, f"_{kind}", str(job_file)], check=True, capture_output=True, text=True
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -363,27 +372,8 @@ def blosc2_child(job_file: str) -> None:
 
 def rate_monai(url: str, ids: list[str], sizes: list, workdir: Path, n: int) -> dict:
     """MONAI from .nii.gz with RandCropByPosNegLabeld, in the bench env; patches/s per size."""
-    from hcc_shards.read import open_dataset
-
-    py = subprocess.run(
-        ["bash", str(ROOT / "benchmarks/setup_bench.sh")], check=True, capture_output=True, text=True
-    )
-    bench_python = py.stdout.strip().splitlines()[-1]
-    ndir = workdir / f"nifti-{Path(url).name}"
-    ndir.mkdir(exist_ok=True)
-    ds = open_dataset(url)
-    for cid in ids:
-        if not (ndir / f"{cid}_image.nii.gz").exists():
-            case = ds.case(cid)
-            np.save(ndir / f"{cid}_image.npy", case.image[...])
-            np.save(ndir / f"{cid}_label.npy", case.label[...])
-    job = {"dir": str(ndir), "ids": ids, "n": n, "sizes": [list(s) for s in sizes]}
-    job_file = ndir / "job.json"
-    job_file.write_text(json.dumps(job))
-    done = subprocess.run(
-        [bench_python, __file__, "_monai", str(job_file)], check=True, capture_output=True, text=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    job = {"ids": ids, "n": n, "sizes": [list(s) for s in sizes]}
+    return _in_bench_env("monai", url, workdir / f"nifti-{Path(url).name}", ("image.nii.gz",), job)
 
 
 def monai_child(job_file: str) -> None:
