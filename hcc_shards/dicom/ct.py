@@ -35,6 +35,7 @@ from pydicom.uid import UID
 
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.header import InstanceHeader
+from hcc_shards.dicom.index import RAW_PIXEL_SYNTAXES
 from hcc_shards.dicom.stack import SliceRef
 from hcc_shards.errors import QuarantineError
 from hcc_shards.quarantine import Reason
@@ -52,7 +53,6 @@ RAW_BATCH = 8
 fetched in a thread while this one is converted. Small, because two batches of bytes wait in
 memory beside the volume (32 files put the 90-slice case's added memory over 3x the raw CT)."""
 
-_RAW_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 _MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
 
@@ -204,7 +204,7 @@ def raw_pixel_length(header: InstanceHeader) -> int | None:
     if (
         h.pixel_data_offset is None
         or h.pixel_data_length is None
-        or h.transfer_syntax_uid not in _RAW_SYNTAXES
+        or h.transfer_syntax_uid not in RAW_PIXEL_SYNTAXES
         or h.number_of_frames != 1
         or len(h.frame_positions) > 1
         or h.samples_per_pixel != 1

@@ -34,7 +34,8 @@ IMAGE_POSITION_PATIENT = 0x00200032
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQUENCE_END = 0xFFFEE0DD
-_UNDEFINED = 0xFFFFFFFF
+UNDEFINED_LENGTH = 0xFFFFFFFF
+"""A length field's value for 'up to the delimiter' (sequences, items, encapsulated data)."""
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
@@ -100,7 +101,7 @@ def raw_frame_facts(ds: Dataset) -> tuple[list[FrameFacts], Dataset | None] | No
 
 def _deferred_bytes(ds: Dataset, elem: RawDataElement) -> bytes | None:
     fp = getattr(ds, "buffer", None)
-    if fp is None or elem.length == _UNDEFINED or elem.value_tell is None:
+    if fp is None or elem.length == UNDEFINED_LENGTH or elem.value_tell is None:
         return None
     try:
         here = fp.tell()
@@ -132,7 +133,7 @@ def _items(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[list[
             return out, pos
         if tag != _ITEM:
             raise _Unexpected(f"expected an item, found tag {tag:08X}")
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             start = pos
             elements, content_end, pos = _elements(buf, pos, None, implicit)
             out.append((elements, start, content_end))
@@ -171,7 +172,7 @@ def _elements(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[di
             else:
                 (length,) = _U16.unpack_from(buf, pos + 6)
                 pos += 8
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             if vr not in (b"SQ", None):
                 raise _Unexpected(f"undefined length with VR {vr!r}")
             start = pos

@@ -17,6 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from hcc_shards.config import BuildConfig
+from hcc_shards.dicom.frames import UNDEFINED_LENGTH
 from hcc_shards.dicom.header import MEDIA_STORAGE_DIRECTORY_UID, InstanceHeader, header_from_dataset
 from hcc_shards.quarantine import QuarantineRecord, Reason
 from hcc_shards.storage import filesystem
@@ -34,7 +35,6 @@ DEFER_SIZE = "64 KB"
 RAW_PIXEL_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 """Implicit and explicit VR little endian: PixelData is stored as plain bytes in the file."""
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
-_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 class _EmptyFileError(Exception):
@@ -177,7 +177,7 @@ def pixel_data_location(ds: pydicom.Dataset, fp: Any, size: int) -> tuple[int, i
             return None
         (length,) = struct.unpack("<I", head[8:12])
         offset = start + 12
-    if length == _UNDEFINED_LENGTH or offset + length > size:
+    if length == UNDEFINED_LENGTH or offset + length > size:
         return None
     return offset, length
 
