@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pyarrow.compute as pc
 import pytest
+from damage import first_image_chunk, flip_byte
 
 from hcc_shards.errors import CorruptChunkError, FormatError
 from hcc_shards.read import IMAGE_PAD, LABEL_PAD, open_dataset
@@ -102,15 +103,8 @@ def test_corrupted_chunk_names_the_case(tmp_path, mini_root):
     root = _copy(tmp_path, mini_root)
     ds = open_dataset(root)
     case = ds.case("A")
-    shard = os.path.join(root, "versions/0123456789ab/cases/A/0/c/0/0/0")
-    with open(shard, "rb") as f:
-        index = np.frombuffer(f.read(case.image.meta.index_nbytes)[:-4], "<u8").reshape(-1, 2)
-    offset = int(index[0, 0])
-    with open(shard, "r+b") as f:
-        f.seek(offset + 5)
-        byte = f.read(1)
-        f.seek(offset + 5)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    shard, offset, _ = first_image_chunk(root, "0123456789ab", "A", case.image.meta.index_nbytes)
+    flip_byte(shard, offset + 5)
     with pytest.raises(CorruptChunkError, match=r"case 'A' image: chunk \(0, 0, 0\).*crc32c mismatch"):
         case.image[0:2, 0:2, 0:2]
     # Chunks that do not touch the damaged one still read.

@@ -8,6 +8,7 @@ import crc32c
 import fsspec
 import numpy as np
 import pytest
+from damage import first_image_chunk, flip_byte
 
 from hcc_shards.errors import CorruptChunkError
 from hcc_shards.read import IMAGE_PAD, LABEL_PAD, PatchStream, RandomPatches, open_dataset
@@ -47,10 +48,7 @@ def test_random_regions_equal_numpy(mini_blosc_root, mini_root, mini_cases):
 
 
 def _chunk0(root, case):
-    shard = os.path.join(root, f"versions/{VERSION}/cases/{case.case_id}/0/c/0/0/0")
-    with open(shard, "rb") as f:
-        index = np.frombuffer(f.read(case.image.meta.index_nbytes)[:-4], "<u8").reshape(-1, 2)
-    return shard, int(index[0, 0]), int(index[0, 1])
+    return first_image_chunk(root, VERSION, case.case_id, case.image.meta.index_nbytes)
 
 
 def test_corrupted_blosc_chunk_names_the_case(tmp_path, mini_blosc_root):
@@ -58,11 +56,7 @@ def test_corrupted_blosc_chunk_names_the_case(tmp_path, mini_blosc_root):
     shutil.copytree(mini_blosc_root, root)
     case = open_dataset(root).case("A")
     shard, offset, _ = _chunk0(root, case)
-    with open(shard, "r+b") as f:
-        f.seek(offset + 20)
-        byte = f.read(1)
-        f.seek(offset + 20)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    flip_byte(shard, offset + 20)
     with pytest.raises(CorruptChunkError, match=r"case 'A' image: chunk \(0, 0, 0\).*crc32c mismatch"):
         case.read_region((0, 0, 0), (4, 8, 8))
 
