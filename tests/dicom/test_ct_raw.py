@@ -150,31 +150,33 @@ def test_header_records_the_pixel_data_value(tmp_path):
         assert pickle.loads(pickle.dumps(h)) == h
 
 
+def _errors_both_ways(h) -> tuple[QuarantineError, QuarantineError]:
+    """The errors decode_ct raises for ``h`` on the raw path and on pydicom's."""
+    slices = check_stack([h], CONFIG).slices
+    with pytest.raises(QuarantineError) as fast:
+        decode_ct([h], slices, CONFIG)
+    with pytest.raises(QuarantineError) as slow:
+        decode_ct([h], slices, CONFIG, raw=False)
+    return fast.value, slow.value
+
+
 def test_truncated_file_is_unreadable_on_the_raw_path(tmp_path):
     pixels = np.arange(400, dtype=np.int16).reshape(20, 20)
     h = _write(tmp_path, pixels)
     assert raw_pixel_length(h) is not None
     # Truncated after it was indexed: the ranged read returns fewer bytes than the header declared.
     os.truncate(h.url, h.file_size - 100)
-    slices = check_stack([h], CONFIG).slices
-    with pytest.raises(QuarantineError) as fast:
-        decode_ct([h], slices, CONFIG)
-    with pytest.raises(QuarantineError) as slow:
-        decode_ct([h], slices, CONFIG, raw=False)
-    assert fast.value.code == slow.value.code == Reason.UNREADABLE
-    assert "bytes of PixelData" in fast.value.message  # raised by the raw read, not by pydicom
+    fast, slow = _errors_both_ways(h)
+    assert fast.code == slow.code == Reason.UNREADABLE
+    assert "bytes of PixelData" in fast.message  # raised by the raw read, not by pydicom
 
 
 def test_missing_file_is_a_storage_error_on_the_raw_path(tmp_path):
     pixels = np.arange(400, dtype=np.int16).reshape(20, 20)
     h = _write(tmp_path, pixels)
     os.remove(h.url)
-    slices = check_stack([h], CONFIG).slices
-    with pytest.raises(QuarantineError) as fast:
-        decode_ct([h], slices, CONFIG)
-    with pytest.raises(QuarantineError) as slow:
-        decode_ct([h], slices, CONFIG, raw=False)
-    assert fast.value.code == slow.value.code == Reason.STORAGE_ERROR
+    fast, slow = _errors_both_ways(h)
+    assert fast.code == slow.code == Reason.STORAGE_ERROR
 
 
 def test_many_files_in_batches_through_memory_store(tmp_path, monkeypatch):
