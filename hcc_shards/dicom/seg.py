@@ -205,7 +205,8 @@ def labels_on_ct_grid(
     direct = _same_plane_grid(header, geometry, ct_orientation) and all(
         k < 0 or _on_slice(header, i, slices[k], config) for i, k in enumerate(frame_slices)
     )
-    check_decodable(ds, header.url)
+    # Only native little-endian pixels with PixelData present take this path, which
+    # check_decodable (in seg_frames, for all others) would pass.
     frame = binary_frame_reader(ds, header) if direct and fast_binary else None
     if frame is not None:
         values = frame_values(header, header.number_of_frames, segment_labels)
