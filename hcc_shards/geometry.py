@@ -151,6 +151,16 @@ class Geometry:
         pts = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
         return np.linalg.solve(self.affine[:3, :3], (pts - self.affine[:3, 3]).T).T
 
+    def region(self, start_zyx: Sequence[int], shape_zyx: Sequence[int]) -> Geometry:
+        """The grid of the box of ``shape_zyx`` voxels whose voxel (0, 0, 0) is voxel ``start_zyx`` here.
+
+        Same spacing and direction; the origin moves to the centre of voxel ``start_zyx`` (which may
+        lie outside this grid: a padded patch).
+        """
+        affine = self.affine.copy()
+        affine[:3, 3] = self.affine[:3, :3] @ np.asarray(start_zyx, dtype=np.float64) + self.affine[:3, 3]
+        return Geometry(shape=tuple(shape_zyx), affine=affine)  # type: ignore[arg-type]
+
     def is_close(self, other: Geometry, *, atol_mm: float = 1e-3) -> bool:
         """Same shape and every voxel centre within ``atol_mm``."""
         if self.shape != other.shape:

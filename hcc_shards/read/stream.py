@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from hcc_shards.geometry import Geometry
 from hcc_shards.read.array import FetchedRegions
 from hcc_shards.read.dataset import IMAGE_PAD, LABEL_PAD, Dataset
 from hcc_shards.read.order import STATE_VERSION, ReaderState, Uneven, assign_positions, sampler_key
@@ -42,9 +43,21 @@ class Patch:
     """uint8 labels (z, y, x); 0 outside the volume."""
     spec: PatchSpec
     """Which case and box this is."""
+    affine: np.ndarray | None = None
+    """float64 (4, 4): patch index (k, j, i, 1) -> LPS mm of the voxel centre (docs/READER.md,
+    "Geometry"); the case's affine moved to the patch start."""
+
+    @property
+    def geometry(self) -> Geometry:
+        """The patch's grid: its shape and :attr:`affine`."""
+        if self.affine is None:
+            raise ValueError(
+                f"patch {self.spec.position} of {self.spec.case_id!r} was made without an affine"
+            )
+        return Geometry(shape=self.image.shape, affine=self.affine)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict (for collate functions): image, label, case_id, position, start, padding."""
+        """Plain dict (for collate functions): image, label, case_id, position, start, padding, affine."""
         return {
             "image": self.image,
             "label": self.label,
@@ -52,6 +65,7 @@ class Patch:
             "position": self.spec.position,
             "start": np.asarray(self.spec.start, dtype=np.int64),
             "padding": self.spec.padding,
+            "affine": self.affine,
         }
 
 
@@ -151,10 +165,11 @@ class PatchStream:
         case = self.dataset.case(spec.case_id)
         return case.fetch_region(spec.start, spec.stop, image_pad=IMAGE_PAD, label_pad=LABEL_PAD)
 
-    @staticmethod
-    def _assemble(spec: PatchSpec, fetched: FetchedRegions) -> Patch:
+    def _assemble(self, spec: PatchSpec, fetched: FetchedRegions) -> Patch:
         image, label = fetched.assemble()
-        return Patch(image=image, label=label, spec=spec)
+        # The case's zarr.json (which holds its affine) was read to fetch the region: no extra I/O.
+        affine = self.dataset.case(spec.case_id).geometry.region(spec.start, spec.size).affine
+        return Patch(image=image, label=label, spec=spec, affine=affine)
 
     def generate(
         self,
@@ -310,7 +325,7 @@ def _io_executor() -> ThreadPoolExecutor:
 
 
 def stack(patches: list[Patch]) -> dict[str, np.ndarray]:
-    """Stack patches of one size into a batch of numpy arrays."""
+    """Stack patches of one size into a batch of numpy arrays (``affine``: (B, 4, 4) float64)."""
     return {
         "image": np.stack([p.image for p in patches]),
         "label": np.stack([p.label for p in patches]),
@@ -318,4 +333,5 @@ def stack(patches: list[Patch]) -> dict[str, np.ndarray]:
         "start": np.array([p.spec.start for p in patches], dtype=np.int64),
         "padding": np.array([p.spec.padding for p in patches], dtype=bool),
         "case_id": np.array([p.spec.case_id for p in patches]),
+        "affine": np.stack([p.geometry.affine for p in patches]),
     }

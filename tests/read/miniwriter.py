@@ -36,6 +36,8 @@ class MiniCase:
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     split: str = "train"
     patient_id: str = ""
+    direction: tuple[tuple[float, float, float], ...] | None = None
+    """Rows of the direction matrix (column a: LPS unit vector of axis a); None: axial identity."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ def write_dataset(root: str, cases: Sequence[MiniCase], layout: MiniLayout = Min
             else:
                 bbox = None
             fg[name] = {"count": count, "bbox_zyx": bbox}
-        direction = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+        direction = [list(r) for r in case.direction or ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0))]
         affine = np.eye(4)
         affine[:3, :3] = np.asarray(direction) * np.asarray(case.spacing)[None, :]
         affine[:3, 3] = case.origin
