@@ -202,3 +202,24 @@ class Geometry:
 def _default_direction() -> np.ndarray:
     # Axial, head-first supine: z increases towards S, rows towards P, columns towards L.
     return np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_ZYX_TO_XYZ = [2, 1, 0, 3]
+
+
+def ras_xyz_affine(affine_lps_zyx: np.ndarray) -> np.ndarray:
+    """The affine for the same grid as NIfTI, MONAI and TorchIO see it: index (i, j, k) = (x, y, z)
+    of the array transposed to (x, y, z), mapped to RAS mm (L and P negated).
+
+    The one definition of the LPS (z, y, x) -> RAS (x, y, z) conversion; arrays go with
+    ``array.transpose(2, 1, 0)`` (channel axes first).
+    """
+    a = np.asarray(affine_lps_zyx, dtype=np.float64)
+    return _LPS_TO_RAS @ a[:, _ZYX_TO_XYZ]
+
+
+def lps_zyx_affine(affine_ras_xyz: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`ras_xyz_affine`: an (x, y, z) -> RAS affine as (z, y, x) -> LPS."""
+    a = np.asarray(affine_ras_xyz, dtype=np.float64)
+    return (_LPS_TO_RAS @ a)[:, _ZYX_TO_XYZ]
