@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, str] = {
     "build": "Build a sharded Zarr v3 dataset from a DICOM collection (Apache Beam).",
     "demo": "Generate a small cohort, build it, read patches back, print the summary.",
     "verify": "Check every stored object of a built dataset against its checksums.",
+    "export": "Export a built dataset for training tools: nnU-Net raw layout or NIfTI.",
 }
 
 

@@ -91,6 +91,24 @@ ensure_reader_env() {
   ln -sfn "$venv" "$ENV_HOME/reader"
 }
 
+ensure_nnunet_env() {
+  # Test-only: nnunetv2 for nnU-Net's integrity check on an export. Keyed by its .in file (no lock).
+  local key venv
+  key="$(lock_key "$ROOT/requirements/nnunet-test.in")"
+  venv="$ENV_HOME/nnunet-$key"
+  if [ ! -f "$venv/.ready" ]; then
+    log "building nnU-Net test environment $venv"
+    rm -rf "$venv"
+    "$(find_python 3.11)" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION"
+    echo "torch==$TORCH_VERSION" >"$venv/constraints.txt"
+    "$venv/bin/pip" install -q --disable-pip-version-check -c "$venv/constraints.txt" \
+      -r "$ROOT/requirements/nnunet-test.in"
+    touch "$venv/.ready"
+  fi
+  ln -sfn "$venv" "$ENV_HOME/nnunet"
+}
+
 ensure_iac_env() {
   [ -f "$ROOT/requirements/iac.lock" ] || return 0
   local key venv
@@ -112,7 +130,7 @@ main() {
   ensure_uv
   case "$what" in
     main) ensure_main_env ;;
-    all) ensure_main_env; ensure_reader_env; ensure_iac_env ;;
+    all) ensure_main_env; ensure_reader_env; ensure_iac_env; ensure_nnunet_env ;;
     *) log "unknown target $what"; exit 2 ;;
   esac
 }

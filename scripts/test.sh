@@ -17,4 +17,7 @@ export PATH="$ENVS/main/bin:$PATH"
 # Infrastructure checks (terraform fmt, checkov, our HCL rules) in their own environment.
 "$ENVS/iac/bin/python" -m pytest -q -m infra -p no:cacheprovider --confcutdir=tests/infra tests/infra
 
-"$ENVS/main/bin/python" -m pytest -q -m "not soak and not reader_env and not infra" -p no:cacheprovider "$@"
+# nnU-Net's own integrity check on an export (nnunetv2 lives in its own environment).
+HCC_SHARDS_NNUNET_ENV="$ENVS/nnunet" "$ENVS/main/bin/python" -m pytest -q -m nnunet -p no:cacheprovider tests/export
+
+"$ENVS/main/bin/python" -m pytest -q -m "not soak and not reader_env and not infra and not nnunet" -p no:cacheprovider "$@"

@@ -1,0 +1,84 @@
+"""``hcc-shards export {nnunet,nifti} OUTPUT DEST``: a built dataset in the formats training tools read.
+
+``--filter COLUMN=VALUE[,VALUE...]`` (repeatable) keeps the manifest rows whose column takes one
+of the values (``--filter split=train``). Exit status 0 on success, 2 when the dataset cannot be
+opened or the filter names no column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from hcc_shards.commands import add_storage_options, storage_options_of
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    nnunet = sub.add_parser(
+        "nnunet", help="nnU-Net v2 raw layout: DatasetNNN_Name/imagesTr, labelsTr, dataset.json"
+    )
+    nifti = sub.add_parser("nifti", help="DEST/images/<case_id>.nii.gz and DEST/labels/<case_id>.nii.gz")
+    for p in (nnunet, nifti):
+        p.add_argument("output", metavar="OUTPUT", help="dataset root (or one versions/<hash> folder)")
+        p.add_argument("dest", metavar="DEST", help="where to write (fsspec URL)")
+        p.add_argument("--version", default=None, help="export versions/<VERSION> instead of LATEST.json")
+        p.add_argument(
+            "--filter",
+            action="append",
+            default=[],
+            metavar="COLUMN=VALUE[,VALUE]",
+            help="keep manifest rows whose COLUMN is one of the values (repeatable), e.g. split=train",
+        )
+        add_storage_options(p)
+    nnunet.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id, 1..999")
+    nnunet.add_argument(
+        "--name", default=None, help="dataset name in DatasetNNN_<name> (default: the dataset's)"
+    )
+
+
+def _value(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def parse_filters(filters: list[str]) -> dict[str, list[Any]]:
+    """``["split=train,val"]`` -> ``{"split": ["train", "val"]}``."""
+    out: dict[str, list[Any]] = {}
+    for f in filters:
+        column, sep, values = f.partition("=")
+        if not sep or not column:
+            raise SystemExit(f"--filter expects COLUMN=VALUE[,VALUE], got {f!r}")
+        out.setdefault(column.strip(), []).extend(_value(v.strip()) for v in values.split(","))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from hcc_shards.errors import FormatError
+    from hcc_shards.read import open_dataset
+    from hcc_shards.text import shown
+
+    options = storage_options_of(args)
+    try:
+        ds = open_dataset(args.output, options, args.version)
+        ds = ds.filter(**parse_filters(args.filter))
+    except (FormatError, KeyError) as exc:
+        print(f"hcc-shards export: {shown(str(exc))}", file=sys.stderr)
+        return 2
+    if len(ds) == 0:
+        print("hcc-shards export: no case matches the filter", file=sys.stderr)
+        return 2
+    if args.format == "nnunet":
+        from hcc_shards.export import export_nnunet
+
+        root = export_nnunet(ds, args.dest, args.dataset_id, name=args.name, storage_options=options)
+        print(f"exported {len(ds)} cases of version {ds.version} to {shown(root)}")
+    else:
+        from hcc_shards.export import export_nifti
+
+        export_nifti(ds, args.dest, options)
+        print(f"exported {len(ds)} cases of version {ds.version} to {shown(args.dest)}")
+    return 0
