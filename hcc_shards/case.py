@@ -64,6 +64,9 @@ class Case:
     """Quality findings that are not errors, e.g. 'tumor_gt_1.5x_liver'."""
     source_label_voxels: tuple[int, ...] = ()
     """Voxel count of each label value (index = value) on the CT grid; filled when the case is resampled."""
+    dicom_source: dict[str, Any] | None = None
+    """The CT instances behind the CT grid (docs/FORMAT.md, ``dicom_source``), for exports that
+    reference them (DICOM SEG); None when unknown."""
 
     def __post_init__(self) -> None:
         if self.image.shape != self.geometry.shape:

@@ -1,4 +1,6 @@
-"""``hcc-shards export {nnunet,nifti} OUTPUT DEST``: a built dataset in the formats training tools read.
+"""``hcc-shards export {nnunet,nifti} OUTPUT DEST``: a built dataset in the formats training tools read;
+``hcc-shards export seg OUTPUT CASE_ID DEST.dcm [--prediction P.npy]``: one case's labels (or a
+prediction on the stored grid) as a DICOM SEG over the original CT instances.
 
 ``--filter COLUMN=VALUE[,VALUE...]`` (repeatable) keeps the manifest rows whose column takes one
 of the values (``--filter split=train``). Exit status 0 on success, 2 when the dataset cannot be
@@ -32,6 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="keep manifest rows whose COLUMN is one of the values (repeatable), e.g. split=train",
         )
         add_storage_options(p)
+    seg = sub.add_parser("seg", help="one case's labels or a prediction as DICOM SEG over the original CT")
+    seg.add_argument("output", metavar="OUTPUT", help="dataset root (or one versions/<hash> folder)")
+    seg.add_argument("case_id", metavar="CASE_ID")
+    seg.add_argument("dest", metavar="DEST", help="the .dcm file to write (fsspec URL)")
+    seg.add_argument("--version", default=None, help="read versions/<VERSION> instead of LATEST.json")
+    seg.add_argument(
+        "--prediction", default=None, help="a .npy uint8 (z, y, x) label array on the stored grid"
+    )
+    seg.add_argument("--algorithm", default=None, help="name of the model that made --prediction")
+    add_storage_options(seg)
     nnunet.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id, 1..999")
     nnunet.add_argument(
         "--name", default=None, help="dataset name in DatasetNNN_<name> (default: the dataset's)"
@@ -64,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
     options = storage_options_of(args)
     try:
         ds = open_dataset(args.output, options, args.version)
-        ds = ds.filter(**parse_filters(args.filter))
+        ds = ds.filter(**parse_filters(getattr(args, "filter", [])))
     except (FormatError, KeyError) as exc:
         print(f"hcc-shards export: {shown(str(exc))}", file=sys.stderr)
         return 2
+    if args.format == "seg":
+        return _seg(ds, args, options)
     if len(ds) == 0:
         print("hcc-shards export: no case matches the filter", file=sys.stderr)
         return 2
@@ -81,4 +95,27 @@ def run(args: argparse.Namespace) -> int:
 
         export_nifti(ds, args.dest, options)
         print(f"exported {len(ds)} cases of version {ds.version} to {shown(args.dest)}")
+    return 0
+
+
+def _seg(ds: Any, args: argparse.Namespace, options: dict[str, Any] | None) -> int:
+    import numpy as np
+
+    from hcc_shards.export.seg import export_seg
+    from hcc_shards.text import shown
+
+    try:
+        case = ds.case(args.case_id)
+        label = None if args.prediction is None else np.load(args.prediction)
+        uid = export_seg(
+            case,
+            args.dest,
+            options,
+            label=label,
+            algorithm=args.algorithm or (args.prediction and "prediction"),
+        )
+    except (KeyError, ValueError, OSError) as exc:
+        print(f"hcc-shards export seg: {shown(str(exc))}", file=sys.stderr)
+        return 2
+    print(f"wrote DICOM SEG {uid} of {shown(args.case_id)} to {shown(args.dest)}")
     return 0

@@ -37,6 +37,20 @@ def provenance_of(pairing: Pairing) -> Provenance:
     )
 
 
+def dicom_source_of(pairing: Pairing) -> dict[str, Any]:
+    """What a DICOM SEG over the CT grid must reference: the CT SOP class, series, study, frame of
+    reference, and per CT-grid slice z its (SOPInstanceUID, frame number; 0 for single-frame)."""
+    ct = pairing.ct_headers[0]
+    return {
+        "sop_class_uid": ct.sop_class_uid,
+        "patient_id": ct.patient_id,
+        "study_instance_uid": ct.study_instance_uid,
+        "series_instance_uid": ct.series_instance_uid,
+        "frame_of_reference_uid": ct.frame_of_reference_uid,
+        "instances": [[s.sop_instance_uid, int(s.frame)] for s in pairing.slices],
+    }
+
+
 def decode_labels(
     pairing: Pairing, config: BuildConfig = _DEFAULT_CONFIG, storage_options: dict[str, Any] | None = None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -78,6 +92,7 @@ def decode_pairing(
         warnings=pairing.warnings + seg_warnings,
         unknown_segments=pairing.unknown_segments,
         qc_flags=qc_flags(label),
+        dicom_source=dicom_source_of(pairing),
     )
 
 

@@ -177,7 +177,7 @@ def write_case(
 def case_attributes(case: Case, fg: dict[str, ClassForeground], config: BuildConfig) -> dict[str, Any]:
     """The ``hcc_shards`` attributes of a case group (docs/FORMAT.md)."""
     src = case.source_geometry or case.geometry
-    return {
+    attrs = {
         "format_version": FORMAT_VERSION,
         "case_id": case.case_id,
         "config_hash": config.config_hash(),
@@ -192,6 +192,9 @@ def case_attributes(case: Case, fg: dict[str, ClassForeground], config: BuildCon
         "warnings": list(case.warnings),
         "unknown_segments": list(case.unknown_segments),
     }
+    if case.dicom_source is not None:
+        attrs["dicom_source"] = case.dicom_source
+    return attrs
 
 
 def content_checksum(
