@@ -29,6 +29,7 @@ from hcc_shards.shards.card import dataset_card
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
 from hcc_shards.shards.writer import COMPLETE_MARKER
+from hcc_shards.text import storable
 
 __all__ = ["QUARANTINE_SCHEMA", "commit_dataset", "read_latest", "version_url"]
 
@@ -71,7 +72,7 @@ def quarantine_table(records: Sequence[QuarantineRecord]) -> pa.Table:
     for q in ordered:
         d = q.to_dict()
         d["details"] = json.dumps(d["details"], sort_keys=True)
-        data.append(d)
+        data.append({k: storable(v) if isinstance(v, str) else v for k, v in d.items()})
     return pa.Table.from_pylist(data, schema=QUARANTINE_SCHEMA)
 
 
