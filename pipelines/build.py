@@ -31,10 +31,20 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hcc_shards import storage
+from hcc_shards.errors import EmptyBuildError, OperatorError
+from hcc_shards.preflight import check_input, check_output, check_scheme
 from hcc_shards.shards import read_latest
 from hcc_shards.shards.atomic import read_json
 from pipelines import runners, steps, transforms
-from pipelines.options import BuildPlan, HccShardsOptions
+from pipelines.options import (
+    INPUT_LIST_MARK,
+    BuildPlan,
+    HccShardsOptions,
+    check_flags,
+    clean_input_entry,
+    input_entries,
+    resolve_inputs,
+)
 
 _LOG = logging.getLogger("hcc_shards.build")
 
@@ -95,6 +105,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | 
 
 def run_build(argv: Sequence[str], *, progress: bool = True) -> steps.Summary:
     """Parse ``argv`` (our flags and Beam's), run the build to the end, return its summary."""
+    check_flags(list(argv))
     argv = runners.with_runner_defaults(list(argv))
     options = PipelineOptions(argv)
     if runners.is_local(options):
@@ -139,6 +150,7 @@ def _run_with_progress(argv: list[str], options: PipelineOptions, tmp: str, prog
     if runners.reports_progress(options) and options.view_as(HccShardsOptions).progress_dir is None:
         options = PipelineOptions([*argv, f"--progress_dir={tmp}"])
     plan = BuildPlan.from_options(options)
+    preflight(plan)
     pipeline = beam.Pipeline(runner=runners.make_runner(options), options=options)
     build_pipeline(pipeline, plan)
     stop = threading.Event()
@@ -155,7 +167,23 @@ def _run_with_progress(argv: list[str], options: PipelineOptions, tmp: str, prog
     if watcher is not None:
         _report(*steps.progress(plan.progress_dir))
     returned = [v for v in values if isinstance(v, steps.Summary)]
-    return returned[0] if returned else _summary_of(plan)
+    summary = returned[0] if returned else _summary_of(plan)
+    if summary.refused:
+        raise EmptyBuildError(summary.refused)
+    return summary
+
+
+def preflight(plan: BuildPlan) -> None:
+    """INPUT and OUTPUT checked before any work (hcc_shards.preflight): one line and exit code each."""
+    entries = [
+        clean_input_entry(e, "INPUT")
+        for e in input_entries(plan.input_url)
+        if not e.startswith(INPUT_LIST_MARK)
+    ]
+    check_scheme(plan.output_url, "OUTPUT")
+    check_input(entries, plan.input_storage_options)
+    check_input(resolve_inputs(plan.input_url, plan.input_storage_options), plan.input_storage_options)
+    check_output(plan.output_url, plan.output_storage_options)
 
 
 def _summary_of(plan: BuildPlan) -> steps.Summary:
@@ -219,7 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    summary = run_build(argv)
+    try:
+        summary = run_build(argv)
+    except OperatorError as exc:
+        print(f"hcc-shards build: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(format_summary(summary))
     return 0
 

@@ -43,9 +43,10 @@ from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
 from hcc_shards.errors import QuarantineError
+from hcc_shards.preflight import drop_datasets
 from hcc_shards.pseudonymize import Pseudonymizer
 from hcc_shards.quarantine import QuarantineRecord, Reason
-from hcc_shards.resample import resample_case
+from hcc_shards.resample import check_target_size, resample_case
 from hcc_shards.shards import (
     ManifestRow,
     auto_target_spacing,
@@ -90,6 +91,8 @@ class ListingTask:
     """True (fewer roots than tasks, e.g. one bucket prefix): every task lists the top level of
     every root and keeps the entries whose name hashes to ``shard``. False (many roots, e.g. a list
     of IDC series): the roots are dealt out to the tasks and each task lists its own roots whole."""
+    exclude: tuple[str, ...] = ()
+    """Prefixes never listed: the build's own OUTPUT (when it lies inside INPUT)."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,11 @@ def listing_tasks(plan: BuildPlan) -> list[ListingTask]:
     """
     roots = resolve_inputs(plan.input_url, plan.input_storage_options)
     n = plan.listing_shards
+    out = plan.output_url
+    own = (os.path.abspath(out.removeprefix("file://")) if storage.protocol_of(out) == "file" else out,)
     if len(roots) < n:
-        return [ListingTask(roots, i, n, split=True) for i in range(n)]
-    return [ListingTask(roots[i::n], i, n) for i in range(n)]
+        return [ListingTask(roots, i, n, split=True, exclude=own) for i in range(n)]
+    return [ListingTask(roots[i::n], i, n, exclude=own) for i in range(n)]
 
 
 def shard_of(name: str, shards: int) -> int:
@@ -147,12 +152,17 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
         else:
             refs.update((r.url, r) for r in found)
     if missing:
-        shown = ", ".join(repr(m) for m in missing[:10])
+        names = ", ".join(repr(m) for m in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         raise FileNotFoundError(
-            f"input {shown}{more} does not exist or cannot be listed (no object at or under it)"
+            f"input {names}{more} does not exist or cannot be listed (no object at or under it)"
         )
-    return sorted(refs.values(), key=lambda r: r.url)
+    kept = set(drop_datasets(sorted(refs)))
+    own = [storage.join(o, "") + "/" for o in task.exclude]
+    return sorted(
+        (r for u, r in refs.items() if u in kept and not any(u.startswith(o) for o in own)),
+        key=lambda r: r.url,
+    )
 
 
 MAX_SPLIT_DEPTH = 3
@@ -468,6 +478,8 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
         if done is not None:
             outcome = Outcome(kind="case", row=done, resumed=True, seconds=time.monotonic() - start)
         else:
+            stage = "resample"
+            check_target_size(pairing.geometry, config.target_spacing, config)
             stage = "decode"
             case = _with_retries(lambda: decode_pairing(pairing, config, plan.input_storage_options))
             stage = "resample"
@@ -575,6 +587,9 @@ class Summary:
     """False when the version was already committed with the same manifest and quarantine."""
     target_spacing_zyx: tuple[float, float, float] | None = None
     """Resolved target spacing in mm; None when the build had no case."""
+    refused: str = ""
+    """Why nothing was committed although something changed ('' when committed or unchanged):
+    a build with no case to write leaves LATEST.json as it was unless --allow_empty."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -662,7 +677,14 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
         committed=not unchanged,
         target_spacing_zyx=config.target_spacing,
     )
-    if not unchanged:
+    if not unchanged and not g.rows and not plan.allow_empty:
+        summary = replace(
+            summary,
+            committed=False,
+            refused=f"no case to write ({len(g.records)} quarantined, {g.index.files} files listed); nothing "
+            "was committed and LATEST.json is unchanged (pass --allow-empty to commit an empty version)",
+        )
+    elif not unchanged:
         commit_dataset(
             plan.output_url, g.rows, g.records, config, summary.to_dict(), plan.output_storage_options
         )

@@ -23,6 +23,7 @@ from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
 from hcc_shards.errors import QuarantineError
 from hcc_shards.labels import LABELS
+from hcc_shards.preflight import drop_datasets
 from hcc_shards.quarantine import QuarantineRecord, Reason
 from hcc_shards.storage import filesystem, unstrip
 from hcc_shards.text import shown
@@ -36,7 +37,7 @@ def list_objects(url: str, storage_options: dict[str, Any] | None = None) -> lis
     fs, path = filesystem(url, storage_options)
     found = {path: fs.info(path)} if fs.isfile(path) else fs.find(path, detail=True)
     out = []
-    for p in sorted(found):
+    for p in drop_datasets(sorted(found)):
         info = found[p]
         if info.get("type", "file") != "file":
             continue

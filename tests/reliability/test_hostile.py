@@ -33,6 +33,7 @@ from hcc_shards.synth.faults import (
     inject_faults,
     plant_patient_id,
 )
+from hcc_shards.text import storable
 
 LONG_ID = "é" * 135
 """135 non-ASCII letters, 270 UTF-8 bytes: made an over-long file name before."""
@@ -97,9 +98,10 @@ def hostile(cohorts: Cohorts, tmp_path_factory: pytest.TempPathFactory) -> Hosti
     return Hostile(str(root), faults, planted, controls, clones, voxels)
 
 
-def _expected_records(h: Hostile) -> Counter:
+def _expected_records(h: Hostile, stored: bool = False) -> Counter:
     expected = Counter((f.code, f.stage, f.path) for f in h.faults)
-    expected[("not_dicom", "index", JUNK_NAME)] += 1
+    # The quarantine table stores the name's undecodable bytes as \xNN escapes (valid UTF-8).
+    expected[("not_dicom", "index", storable(JUNK_NAME) if stored else JUNK_NAME)] += 1
     return expected
 
 
@@ -142,7 +144,7 @@ def test_hostile_build(hostile: Hostile, tmp_path: Path) -> None:
     v = version_dir(out)
     rows = read_rows(v / "manifest.parquet")
     quarantine = read_rows(v / "quarantine.parquet")
-    assert Counter(record_key(r, hostile.root) for r in quarantine) == _expected_records(hostile)
+    assert Counter(record_key(r, hostile.root) for r in quarantine) == _expected_records(hostile, stored=True)
     assert summary.quarantined == len(quarantine)
     ids = [r["case_id"] for r in rows]
     assert len(ids) == len(set(ids))
@@ -160,3 +162,23 @@ def test_hostile_build(hostile: Hostile, tmp_path: Path) -> None:
     for raw in ("<script>", "<img", MARKUP_ID, MARKUP_LABEL, "\x1b"):
         assert raw not in text, raw
     assert "&lt;script&gt;" in text
+
+
+def test_voxel_limit_holds_on_the_resampled_grid() -> None:
+    from hcc_shards.config import BuildConfig
+    from hcc_shards.errors import QuarantineError
+    from hcc_shards.geometry import Geometry
+    from hcc_shards.resample import check_target_size
+
+    # PixelSpacing 400 mm on a small grid: few CT voxels, 15 G voxels at 1 mm; refused before any array.
+    g = Geometry.from_dicom(
+        shape=(10, 64, 64),
+        image_orientation=(1, 0, 0, 0, 1, 0),
+        first_position=(0, 0, 0),
+        pixel_spacing=(400, 400),
+        slice_step=2.5,
+    )
+    with pytest.raises(QuarantineError) as err:
+        check_target_size(g, (1.0, 1.0, 1.0), BuildConfig())
+    assert err.value.code == "resampled_too_large"
+    assert check_target_size(g, (2.5, 400.0, 400.0), BuildConfig()).shape == (10, 64, 64)
