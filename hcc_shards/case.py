@@ -32,10 +32,36 @@ class Provenance:
         return asdict(self)
 
 
-def make_case_id(patient_id: str, seg_sop_instance_uid: str) -> str:
-    """Stable, readable case id: the patient plus a short hash of the SEG instance."""
-    digest = hashlib.sha1(seg_sop_instance_uid.encode()).hexdigest()[:8]
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in patient_id) or "unknown"
+CASE_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+"""Characters a case id may hold: ASCII letters, digits, ``-`` and ``_`` (safe on every file system
+and object store, and in a URL path)."""
+CASE_ID_PREFIX_MAX = 40
+"""Characters of the readable PatientID prefix kept at most."""
+CASE_ID_HASH_CHARS = 16
+"""Hex digits of the identity hash (64 bits): distinct identities collide with odds about 2^-32 in
+a collection of 2^16 cases, and a collision is still detected and quarantined by the build."""
+CASE_ID_MAX_BYTES = CASE_ID_PREFIX_MAX + 1 + CASE_ID_HASH_CHARS
+"""Longest case id (57 bytes, under the 64 of docs/FORMAT.md)."""
+
+
+def make_case_id(
+    patient_id: str,
+    seg_sop_instance_uid: str,
+    ct_series_instance_uid: str = "",
+    ct_acquisition_number: int | None = None,
+) -> str:
+    """Stable, readable, file-name-safe case id: a PatientID prefix plus a hash of the full identity.
+
+    The prefix keeps the PatientID's characters from :data:`CASE_ID_CHARS` (others become ``_``),
+    at most :data:`CASE_ID_PREFIX_MAX` of them; it is only for people to read. The hash covers the
+    full PatientID, SEG SOPInstanceUID, CT SeriesInstanceUID and acquisition number, so two inputs
+    that differ in any of them (``COL/X`` and ``COL_X``, a copied SEG UID under another patient or
+    on another CT series) get different ids whatever their prefixes.
+    """
+    acq = "" if ct_acquisition_number is None else str(int(ct_acquisition_number))
+    identity = "\0".join((patient_id, seg_sop_instance_uid, ct_series_instance_uid, acq))
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:CASE_ID_HASH_CHARS]
+    safe = "".join(c if c in CASE_ID_CHARS else "_" for c in patient_id[:CASE_ID_PREFIX_MAX]) or "unknown"
     return f"{safe}_{digest}"
 
 
@@ -80,7 +106,10 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        return make_case_id(self.provenance.patient_id, self.provenance.seg_sop_instance_uid)
+        p = self.provenance
+        return make_case_id(
+            p.patient_id, p.seg_sop_instance_uid, p.ct_series_instance_uid, p.ct_acquisition_number
+        )
 
     def label_voxels_on_source(self) -> tuple[int, ...]:
         """Voxel count per label value on the CT grid, whether or not the case was resampled since."""

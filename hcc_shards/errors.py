@@ -29,3 +29,39 @@ class CorruptChunkError(HccShardsError):
 
 class ConfigError(HccShardsError, ValueError):
     """A configuration value is out of range or inconsistent."""
+
+
+class OperatorError(HccShardsError):
+    """A mistake in how a command was called, found before any work; ``exit_code`` tells them apart."""
+
+    exit_code = 2
+
+
+class UnknownFlagError(OperatorError, ValueError):
+    """A flag that neither hcc-shards nor Apache Beam knows."""
+
+    exit_code = 2
+
+
+class InputMissingError(OperatorError):
+    """INPUT names nothing that exists."""
+
+    exit_code = 3
+
+
+class UnknownSchemeError(OperatorError):
+    """A URL scheme no installed fsspec filesystem handles."""
+
+    exit_code = 4
+
+
+class OutputNotWritableError(OperatorError):
+    """OUTPUT is a file, read-only or otherwise cannot be written (found by a write probe)."""
+
+    exit_code = 5
+
+
+class EmptyBuildError(OperatorError):
+    """The build found no case to write; nothing was committed (``--allow-empty`` commits anyway)."""
+
+    exit_code = 6

@@ -31,7 +31,9 @@ import numpy as np
 
 from hcc_shards.case import Case
 from hcc_shards.config import BuildConfig
+from hcc_shards.errors import QuarantineError
 from hcc_shards.geometry import Geometry
+from hcc_shards.quarantine import Reason
 
 __all__ = [
     "axis_positions",
@@ -82,9 +84,23 @@ def axis_positions(n_source: int, n_target: int, step: float) -> np.ndarray:
     return np.arange(n_target, dtype=np.float64) * step if n_source > 1 else np.zeros(n_target)
 
 
+def check_target_size(source: Geometry, spacing_zyx: Sequence[float], config: BuildConfig) -> Geometry:
+    """The target grid of ``source``; raises ``resampled_too_large`` (before any array is made) when it
+    holds more than ``config.max_voxels`` voxels (a 400 mm PixelSpacing resampled to 1 mm)."""
+    target = target_geometry(source, spacing_zyx)
+    voxels = int(np.prod(target.shape, dtype=np.int64))
+    if voxels > config.max_voxels:
+        raise QuarantineError(
+            Reason.RESAMPLED_TOO_LARGE.value,
+            f"the grid {source.shape} resampled to {tuple(spacing_zyx)} mm would be {target.shape} = {voxels} "
+            f"voxels, more than max_voxels={config.max_voxels}; check the input's spacing",
+        )
+    return target
+
+
 def resample_case(case: Case, spacing_zyx: Sequence[float], config: BuildConfig) -> Case:
     """``case`` on the grid :func:`target_geometry` gives, with the interpolation ``config`` asks for."""
-    target = target_geometry(case.geometry, spacing_zyx)
+    target = check_target_size(case.geometry, spacing_zyx, config)
     if target == case.geometry:
         return case.with_arrays(case.image, case.label, case.geometry)
     image = resample_image(

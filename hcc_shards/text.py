@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-__all__ = ["MAX_SHOWN", "md_cell", "printable", "shown"]
+__all__ = ["MAX_SHOWN", "md_cell", "printable", "shown", "storable"]
 
 MAX_SHOWN = 300
 """Characters of one header value shown at most (longer values end with an ellipsis)."""
@@ -55,3 +55,13 @@ def md_cell(text: object, *, limit: int | None = MAX_SHOWN) -> str:
     as entities, and the Markdown characters that end a cell, open code or make a link (``|``, backticks,
     brackets) backslash-escaped. The result is one line and renders as the literal text."""
     return html.escape(printable(text, limit=limit).translate(_MD_SPECIAL), quote=True)
+
+
+def storable(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of a name that was not valid UTF-8 (lone surrogates from
+    ``surrogateescape``) written as ``\\xNN``; any other text is returned unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -118,6 +118,26 @@ def _check(case: Any) -> str | None:
     return None
 
 
+def count_problem(ds: Any) -> str:
+    """'' when ``dataset.json``'s counts match the manifest (cases, patients, splits), else the difference."""
+    counts = (ds.info.raw or {}).get("counts") or {}
+    table = ds.manifest
+    rows = table.to_pylist() if hasattr(table, "to_pylist") else list(table)
+    got = {
+        "cases": len(rows),
+        "patients": len({r["patient_id"] for r in rows}),
+    }
+    for key, value in got.items():
+        if key in counts and int(counts[key]) != value:
+            return f"dataset.json counts {key}={counts[key]} but manifest.parquet holds {value}"
+    by_split = counts.get("by_split") or {}
+    for split, n in by_split.items():
+        have = sum(1 for r in rows if r.get("split") == split)
+        if int(n) != have:
+            return f"dataset.json counts {n} cases in split {split!r} but manifest.parquet holds {have}"
+    return ""
+
+
 def verify_dataset(
     url: str,
     storage_options: dict[str, Any] | None = None,
@@ -133,6 +153,10 @@ def verify_dataset(
         ds = open_dataset(url, storage_options, version)
     except (HccShardsError, OSError, ValueError) as exc:
         return VerifyReport(url, "", 0, (), dataset_problem=f"{type(exc).__name__}: {exc}")
+
+    counted = count_problem(ds)
+    if counted:
+        return VerifyReport(url, ds.version, 0, (), dataset_problem=counted)
 
     def one(case_id: str) -> CaseProblem | None:
         problem = verify_case(ds.case(case_id))

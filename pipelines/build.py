@@ -6,7 +6,8 @@
 Graph (one terminal step; failures travel as data; docs/RUNNERS.md has the details):
 
 1. ListFiles -> IndexHeaders: headers, and records of files that are not usable DICOM.
-2. headers -> PairByPatient: pairings, and records of SEGs that cannot be paired.
+2. headers -> PairByPatient -> UniqueCases: pairings, and records of SEGs that cannot be paired
+   or whose case id another input already has.
 3. pairings -> SelectCases (--limit) -> ResolveTarget: the one BuildTarget (fingerprint).
 4. pairings + target (side input, or a grouped join on Dask) -> BuildCases: case outcomes.
 5. Flatten(start, index totals, records, target, case outcomes) -> Commit: the summary.
@@ -15,8 +16,11 @@ Graph (one terminal step; failures travel as data; docs/RUNNERS.md has the detai
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
+import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -27,10 +31,20 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hcc_shards import storage
+from hcc_shards.errors import EmptyBuildError, OperatorError
+from hcc_shards.preflight import check_input, check_output, check_scheme
 from hcc_shards.shards import read_latest
 from hcc_shards.shards.atomic import read_json
 from pipelines import runners, steps, transforms
-from pipelines.options import BuildPlan, HccShardsOptions
+from pipelines.options import (
+    INPUT_LIST_MARK,
+    BuildPlan,
+    HccShardsOptions,
+    check_flags,
+    clean_input_entry,
+    input_entries,
+    resolve_inputs,
+)
 
 _LOG = logging.getLogger("hcc_shards.build")
 
@@ -68,13 +82,16 @@ def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | 
     headers = index_results | "Headers" >> beam.Filter(steps.is_not_record)
     index_records = index_results | "Index records" >> beam.Filter(steps.is_record)
     pair_results = headers | "Pair" >> transforms.PairByPatient(plan)
-    pairings = pair_results | "Pairings" >> beam.Filter(steps.is_not_record)
+    paired = pair_results | "Paired" >> beam.Filter(steps.is_not_record)
     pair_records = pair_results | "Pair records" >> beam.Filter(steps.is_record)
+    unique = paired | "Unique case ids" >> transforms.UniqueCases(plan)
+    pairings = unique | "Pairings" >> beam.Filter(steps.is_not_record)
+    collision_records = unique | "Collision records" >> beam.Filter(steps.is_record)
     selected = pairings | "Select cases" >> transforms.SelectCases(plan.limit)
     target = selected | "Resolve target" >> transforms.ResolveTarget(plan)
     cases = selected | "Build cases" >> transforms.BuildCases(plan, target)
     records = (
-        (index_records, pair_records)
+        (index_records, pair_records, collision_records)
         | "Records" >> beam.Flatten()
         | "Record outcome" >> beam.Map(steps.quarantine_outcome)
     )
@@ -88,31 +105,85 @@ def build_pipeline(pipeline: beam.Pipeline, plan: BuildPlan | PipelineOptions | 
 
 def run_build(argv: Sequence[str], *, progress: bool = True) -> steps.Summary:
     """Parse ``argv`` (our flags and Beam's), run the build to the end, return its summary."""
+    check_flags(list(argv))
     argv = runners.with_runner_defaults(list(argv))
     options = PipelineOptions(argv)
     if runners.is_local(options):
         runners.quiet_local_credentials()
-    with tempfile.TemporaryDirectory(prefix="hcc-shards-progress-") as tmp:
-        if runners.reports_progress(options) and options.view_as(HccShardsOptions).progress_dir is None:
-            options = PipelineOptions([*argv, f"--progress_dir={tmp}"])
-        plan = BuildPlan.from_options(options)
-        pipeline = beam.Pipeline(runner=runners.make_runner(options), options=options)
-        build_pipeline(pipeline, plan)
-        stop = threading.Event()
-        watcher = None
-        if progress and plan.progress_dir:
-            watcher = threading.Thread(target=_watch, args=(plan.progress_dir, stop), daemon=True)
-            watcher.start()
-        try:
-            values = runners.run_to_completion(pipeline) or []
-        finally:
-            stop.set()
-            if watcher is not None:
-                watcher.join(timeout=5)
+    remove_stale_progress_dirs()
+    tmp = tempfile.mkdtemp(prefix=f"{PROGRESS_PREFIX}{os.getpid()}-")
+    try:
+        return _run_with_progress(argv, options, tmp, progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+PROGRESS_PREFIX = "hcc-shards-progress-"
+"""Local progress folders are ``<tmp>/hcc-shards-progress-<pid>-<random>``: removed when the run
+ends, and by the next run when the process that made one is gone (killed)."""
+
+
+def remove_stale_progress_dirs(root: str | None = None) -> list[str]:
+    """Remove the progress folders whose launcher process no longer runs; return their paths."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for path in glob.glob(os.path.join(root, f"{PROGRESS_PREFIX}*")):
+        pid = os.path.basename(path)[len(PROGRESS_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_with_progress(argv: list[str], options: PipelineOptions, tmp: str, progress: bool) -> steps.Summary:
+    if runners.reports_progress(options) and options.view_as(HccShardsOptions).progress_dir is None:
+        options = PipelineOptions([*argv, f"--progress_dir={tmp}"])
+    plan = BuildPlan.from_options(options)
+    preflight(plan)
+    pipeline = beam.Pipeline(runner=runners.make_runner(options), options=options)
+    build_pipeline(pipeline, plan)
+    stop = threading.Event()
+    watcher = None
+    if progress and plan.progress_dir:
+        watcher = threading.Thread(target=_watch, args=(plan.progress_dir, stop), daemon=True)
+        watcher.start()
+    try:
+        values = runners.run_to_completion(pipeline) or []
+    finally:
+        stop.set()
         if watcher is not None:
-            _report(*steps.progress(plan.progress_dir))
-        returned = [v for v in values if isinstance(v, steps.Summary)]
-        return returned[0] if returned else _summary_of(plan)
+            watcher.join(timeout=5)
+    if watcher is not None:
+        _report(*steps.progress(plan.progress_dir))
+    returned = [v for v in values if isinstance(v, steps.Summary)]
+    summary = returned[0] if returned else _summary_of(plan)
+    if summary.refused:
+        raise EmptyBuildError(summary.refused)
+    return summary
+
+
+def preflight(plan: BuildPlan) -> None:
+    """INPUT and OUTPUT checked before any work (hcc_shards.preflight): one line and exit code each."""
+    entries = [
+        clean_input_entry(e, "INPUT")
+        for e in input_entries(plan.input_url)
+        if not e.startswith(INPUT_LIST_MARK)
+    ]
+    check_scheme(plan.output_url, "OUTPUT")
+    check_input(entries, plan.input_storage_options)
+    check_input(resolve_inputs(plan.input_url, plan.input_storage_options), plan.input_storage_options)
+    check_output(plan.output_url, plan.output_storage_options)
 
 
 def _summary_of(plan: BuildPlan) -> steps.Summary:
@@ -176,7 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    summary = run_build(argv)
+    try:
+        summary = run_build(argv)
+    except OperatorError as exc:
+        print(f"hcc-shards build: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(format_summary(summary))
     return 0
 

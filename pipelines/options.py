@@ -8,6 +8,7 @@ receives. It is the only place where flags are interpreted, and it does no netwo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from hcc_shards import storage
 from hcc_shards.config import BuildConfig
-from hcc_shards.errors import ConfigError
+from hcc_shards.errors import ConfigError, UnknownFlagError
 from hcc_shards.labels import LABEL_BY_NAME, LABEL_BY_VALUE
 from hcc_shards.storage import parse_storage_options
 
@@ -125,6 +126,12 @@ class HccShardsOptions(PipelineOptions):
             "where every listing task already is its own partition).",
         )
         parser.add_argument(
+            "--allow_empty",
+            action="store_true",
+            default=False,
+            help="Commit (and move LATEST.json to) a version even when the build found no case to write.",
+        )
+        parser.add_argument(
             "--progress_dir",
             default=None,
             help="Local directory where workers report progress (set by the launcher on local runners).",
@@ -158,6 +165,8 @@ class BuildPlan:
     """'side_input' or 'grouped' (see pipelines.transforms.BuildCases)."""
     spread_inputs: bool = True
     """Redistribute listing tasks and files across workers before indexing (pipelines.transforms)."""
+    allow_empty: bool = False
+    """Commit a version with no case (otherwise such a build commits nothing)."""
 
     def __post_init__(self) -> None:
         if not self.input_url:
@@ -219,6 +228,41 @@ class BuildPlan:
             started_at=time.time(),
             target_join=o.target_join,
             spread_inputs=o.spread_inputs != "false",
+            allow_empty=bool(o.allow_empty),
+        )
+
+
+def _all_option_classes() -> list[type]:
+    """HccShardsOptions and every PipelineOptions subclass Beam defines (its runners' included)."""
+    with contextlib.suppress(ImportError):  # the Dask runner registers its options on import
+        import apache_beam.runners.dask.dask_runner  # noqa: F401
+    found, todo = [], [PipelineOptions]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return found
+
+
+def check_flags(argv: list[str]) -> None:
+    """Raise :class:`~hcc_shards.errors.UnknownFlagError` for a flag neither we nor Beam define.
+
+    Beam drops flags it does not know with a warning, so a typo (``--spacng``) would build with the
+    default. Every flag is checked by its full name (no abbreviations) against the options Beam's
+    own classes declare.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for cls in _all_option_classes():
+        with contextlib.suppress(argparse.ArgumentError):
+            cls._add_argparse_args(parser)
+    _, rest = parser.parse_known_args(argv)
+    unknown = [a.split("=", 1)[0] for a in rest if a.startswith("-")]
+    if unknown:
+        raise UnknownFlagError(
+            f"unknown flag{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; neither hcc-shards nor "
+            "Apache Beam defines it (check the spelling: hcc-shards build --help, docs/RUNNERS.md)"
         )
 
 

@@ -43,9 +43,10 @@ from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
 from hcc_shards.errors import QuarantineError
+from hcc_shards.preflight import drop_datasets
 from hcc_shards.pseudonymize import Pseudonymizer
 from hcc_shards.quarantine import QuarantineRecord, Reason
-from hcc_shards.resample import resample_case
+from hcc_shards.resample import check_target_size, resample_case
 from hcc_shards.shards import (
     ManifestRow,
     auto_target_spacing,
@@ -58,6 +59,7 @@ from hcc_shards.shards import (
 from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
 from hcc_shards.shards.writer import case_path
+from hcc_shards.text import shown
 from pipelines.options import BuildPlan, resolve_inputs
 
 _LOG = logging.getLogger("hcc_shards.build")
@@ -89,6 +91,8 @@ class ListingTask:
     """True (fewer roots than tasks, e.g. one bucket prefix): every task lists the top level of
     every root and keeps the entries whose name hashes to ``shard``. False (many roots, e.g. a list
     of IDC series): the roots are dealt out to the tasks and each task lists its own roots whole."""
+    exclude: tuple[str, ...] = ()
+    """Prefixes never listed: the build's own OUTPUT (when it lies inside INPUT)."""
 
 
 @dataclass(frozen=True)
@@ -109,14 +113,27 @@ def listing_tasks(plan: BuildPlan) -> list[ListingTask]:
     """
     roots = resolve_inputs(plan.input_url, plan.input_storage_options)
     n = plan.listing_shards
+    out = plan.output_url
+    own = (os.path.abspath(out.removeprefix("file://")) if storage.protocol_of(out) == "file" else out,)
     if len(roots) < n:
-        return [ListingTask(roots, i, n, split=True) for i in range(n)]
-    return [ListingTask(roots[i::n], i, n) for i in range(n)]
+        return [ListingTask(roots, i, n, split=True, exclude=own) for i in range(n)]
+    return [ListingTask(roots[i::n], i, n, exclude=own) for i in range(n)]
 
 
 def shard_of(name: str, shards: int) -> int:
     """Stable owner of a top-level entry (same in every process, unlike ``hash``)."""
-    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "big") % shards
+    return int.from_bytes(hashlib.sha1(name_bytes(name)).digest()[:4], "big") % shards
+
+
+def name_bytes(name: str) -> bytes:
+    """A file name or URL as bytes; names that were not valid UTF-8 on disk (decoded by Python with
+    ``surrogateescape``) give back their original bytes instead of raising."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def url_key(url: str) -> str:
+    """A short ASCII key for a URL (spreading, progress files): any name gives one, whatever its bytes."""
+    return hashlib.sha1(name_bytes(url)).hexdigest()
 
 
 def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileRef]:
@@ -135,12 +152,17 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
         else:
             refs.update((r.url, r) for r in found)
     if missing:
-        shown = ", ".join(repr(m) for m in missing[:10])
+        names = ", ".join(repr(m) for m in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         raise FileNotFoundError(
-            f"input {shown}{more} does not exist or cannot be listed (no object at or under it)"
+            f"input {names}{more} does not exist or cannot be listed (no object at or under it)"
         )
-    return sorted(refs.values(), key=lambda r: r.url)
+    kept = set(drop_datasets(sorted(refs)))
+    own = [storage.join(o, "") + "/" for o in task.exclude]
+    return sorted(
+        (r for u, r in refs.items() if u in kept and not any(u.startswith(o) for o in own)),
+        key=lambda r: r.url,
+    )
 
 
 MAX_SPLIT_DEPTH = 3
@@ -296,7 +318,7 @@ class CaseKey:
     ct_series_instance_uid: str
     ct_acquisition_number: int | None
     case_id: str
-    """``make_case_id(patient_id, seg_sop_instance_uid)``: the case directory name."""
+    """``make_case_id(patient_id, SEG, CT series, acquisition)``: the case directory name."""
 
     def sort_key(self) -> tuple[str, str, str, int]:
         acq = self.ct_acquisition_number
@@ -309,16 +331,48 @@ class CaseKey:
 
 
 def case_key(pairing: Pairing) -> CaseKey:
+    prov = provenance_of(pairing)
     return CaseKey(
         seg_sop_instance_uid=pairing.seg.sop_instance_uid,
         ct_series_instance_uid=pairing.ct_series_instance_uid,
         ct_acquisition_number=pairing.acquisition_number,
-        case_id=make_case_id(provenance_of(pairing).patient_id, pairing.seg.sop_instance_uid),
+        case_id=make_case_id(
+            prov.patient_id,
+            prov.seg_sop_instance_uid,
+            prov.ct_series_instance_uid,
+            prov.ct_acquisition_number,
+        ),
     )
 
 
 def case_sort_key(pairing: Pairing) -> tuple[str, str, str, int]:
     return case_key(pairing).sort_key()
+
+
+def case_id_of(pairing: Pairing) -> str:
+    return case_key(pairing).case_id
+
+
+def unique_case(
+    case_id: str, pairings: Iterable[Pairing], plan: BuildPlan | None = None
+) -> list[Pairing | QuarantineRecord]:
+    """The pairings of one case id: the first by (SEG URL, CT series) is kept, every other one becomes
+    a ``case_id_collision`` record (two inputs are never written to, or merged into, one case)."""
+    ordered = sorted(pairings, key=lambda p: (name_bytes(p.seg.url), p.ct_series_instance_uid))
+    out: list[Pairing | QuarantineRecord] = [ordered[0]]
+    for other in ordered[1:]:
+        record = other.seg.quarantine(
+            Reason.CASE_ID_COLLISION.value,
+            f"case id {case_id} is already taken by the SEG at {ordered[0].seg.url!r}; expected one input "
+            "per case id (the first by SEG URL is kept, this one is set aside)",
+            "pair",
+        )
+        record = _with_key(record, case_key(other))
+        pseudo = _pseudonymizer(plan.config.pseudonymize_key) if plan is not None else None
+        if pseudo is not None:
+            record = pseudo.scrub_urls(record, [ordered[0].seg.url])
+        out.append(record)
+    return out
 
 
 def pairing_spacing(pairing: Pairing) -> tuple[float, float, float]:
@@ -414,9 +468,18 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
         done = _with_retries(
             lambda: read_complete_case(target.version_url, key.case_id, config, plan.output_storage_options)
         )
+        if done is not None and not _same_identity(done, key, pairing):
+            raise QuarantineError(
+                Reason.CASE_ID_COLLISION.value,
+                f"case {key.case_id} already holds SEG {done.seg_sop_instance_uid} of patient "
+                f"{done.patient_id!r} on CT series {done.ct_series_instance_uid}; this input is another one "
+                "and is not merged into it",
+            )
         if done is not None:
             outcome = Outcome(kind="case", row=done, resumed=True, seconds=time.monotonic() - start)
         else:
+            stage = "resample"
+            check_target_size(pairing.geometry, config.target_spacing, config)
             stage = "decode"
             case = _with_retries(lambda: decode_pairing(pairing, config, plan.input_storage_options))
             stage = "resample"
@@ -436,7 +499,7 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
     except QuarantineError as exc:
         outcome = quarantine_outcome(_with_key(record_for(pairing, exc, stage), key))
     except Exception as exc:
-        _LOG.warning("case %s failed at %s: %s: %s", key.case_id, stage, type(exc).__name__, exc)
+        _LOG.warning("case %s failed at %s: %s: %s", key.case_id, stage, type(exc).__name__, shown(exc))
         err = QuarantineError(_reason_of(exc).value, f"{stage} failed: {type(exc).__name__}: {exc}")
         record = record_for(pairing, err, stage)
         record = replace(record, details=(("traceback", _short_traceback(exc)),))
@@ -446,8 +509,23 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
         urls = [pairing.seg.url, *(h.url for h in pairing.ct_headers)]
         outcome = replace(outcome, record=pseudo.scrub_urls(outcome.record, urls))
     if plan.progress_dir:
-        _touch(os.path.join(plan.progress_dir, "done", key.case_id))
+        _touch(os.path.join(plan.progress_dir, "done", url_key(key.case_id)))
     return outcome
+
+
+def _same_identity(row: ManifestRow, key: CaseKey, pairing: Pairing) -> bool:
+    """Whether a complete case found on disk is the one ``pairing`` would write."""
+    return (
+        row.seg_sop_instance_uid,
+        row.ct_series_instance_uid,
+        row.ct_acquisition_number,
+        row.patient_id,
+    ) == (
+        key.seg_sop_instance_uid,
+        key.ct_series_instance_uid,
+        key.ct_acquisition_number,
+        provenance_of(pairing).patient_id,
+    )
 
 
 def pairing_bytes(pairing: Pairing) -> int:
@@ -509,6 +587,9 @@ class Summary:
     """False when the version was already committed with the same manifest and quarantine."""
     target_spacing_zyx: tuple[float, float, float] | None = None
     """Resolved target spacing in mm; None when the build had no case."""
+    refused: str = ""
+    """Why nothing was committed although something changed ('' when committed or unchanged):
+    a build with no case to write leaves LATEST.json as it was unless --allow_empty."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -596,7 +677,14 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
         committed=not unchanged,
         target_spacing_zyx=config.target_spacing,
     )
-    if not unchanged:
+    if not unchanged and not g.rows and not plan.allow_empty:
+        summary = replace(
+            summary,
+            committed=False,
+            refused=f"no case to write ({len(g.records)} quarantined, {g.index.files} files listed); nothing "
+            "was committed and LATEST.json is unchanged (pass --allow-empty to commit an empty version)",
+        )
+    elif not unchanged:
         commit_dataset(
             plan.output_url, g.rows, g.records, config, summary.to_dict(), plan.output_storage_options
         )
@@ -687,6 +775,7 @@ __all__ = [
     "Summary",
     "add_index_stats",
     "build_case",
+    "case_id_of",
     "case_key",
     "commit_outcomes",
     "index_one",
@@ -696,4 +785,6 @@ __all__ = [
     "pair_one_patient",
     "progress",
     "resolve_target",
+    "unique_case",
+    "url_key",
 ]

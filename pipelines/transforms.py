@@ -78,7 +78,7 @@ class IndexHeaders(beam.PTransform):
 
     def expand(self, refs):
         if self.plan.spread_inputs:
-            refs = refs | "Spread files" >> Spread(key=lambda r: r.url)
+            refs = refs | "Spread files" >> Spread(key=lambda r: steps.url_key(r.url))
         return refs | "Read header" >> beam.Map(steps.index_one, self.plan)
 
 
@@ -94,6 +94,21 @@ class PairByPatient(beam.PTransform):
             | "Key by patient" >> beam.Map(lambda h: (h.patient_id, h))
             | "Group by patient" >> beam.GroupByKey()
             | "Pair" >> beam.FlatMap(lambda kv, plan: steps.pair_one_patient(kv[0], kv[1], plan), self.plan)
+        )
+
+
+@dataclass
+class UniqueCases(beam.PTransform):
+    """Pairing -> Pairing | QuarantineRecord: one pairing per case id, the others recorded."""
+
+    plan: BuildPlan
+
+    def expand(self, pairings):
+        return (
+            pairings
+            | "Key by case id" >> beam.Map(lambda p: (steps.case_id_of(p), p))
+            | "Group by case id" >> beam.GroupByKey()
+            | "Keep one" >> beam.FlatMap(lambda kv, plan: steps.unique_case(kv[0], kv[1], plan), self.plan)
         )
 
 

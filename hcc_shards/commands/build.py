@@ -49,6 +49,11 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listing-shards", type=int, default=None, help="parallel listing tasks (default 16)"
     )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="commit even when no case was built (by default such a build leaves LATEST.json as it was)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -98,19 +103,25 @@ def beam_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--runner=DaskRunner")
     if args.pseudonymize:
         argv.append("--pseudonymize")
+    if getattr(args, "allow_empty", False):
+        argv.append("--allow_empty")
     return [*argv, *passthrough]
 
 
 def run(args: argparse.Namespace) -> int:
-    from hcc_shards.errors import HccShardsError
+    from hcc_shards.errors import HccShardsError, OperatorError
+    from hcc_shards.text import shown
     from pipelines.build import format_summary, run_build
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     argv = beam_argv(args)
     try:
         summary = run_build(argv, progress=not args.quiet)
+    except OperatorError as exc:
+        print(f"hcc-shards build: {shown(exc, limit=None)}", file=sys.stderr)
+        return exc.exit_code
     except HccShardsError as exc:
-        print(f"hcc-shards build: {exc}", file=sys.stderr)
+        print(f"hcc-shards build: {shown(exc, limit=None)}", file=sys.stderr)
         return 2
     except Exception as exc:  # a runner wraps the listing step's error in its own
         missing = _missing_input(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from hcc_shards.commands import add_storage_options, storage_options_of
 
@@ -19,8 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hcc_shards.config import BuildConfig
     from hcc_shards.dicom.plan import format_record, plan_records
+    from hcc_shards.errors import OperatorError
+    from hcc_shards.preflight import check_input
 
     storage_options = storage_options_of(args)
+    try:
+        check_input([args.input], storage_options)
+    except OperatorError as exc:
+        print(f"hcc-shards plan: {exc}", file=sys.stderr)
+        return exc.exit_code
     config = BuildConfig()
     if args.config:
         with open(args.config, encoding="utf-8") as fh:

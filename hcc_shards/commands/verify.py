@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hcc_shards.text import shown
     from hcc_shards.verify import verify_dataset
 
     options = storage_options_of(args)
@@ -29,10 +30,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     elif report.dataset_problem:
-        print(f"hcc-shards verify: cannot open {args.output}: {report.dataset_problem}", file=sys.stderr)
+        print(
+            f"hcc-shards verify: cannot open {shown(args.output)}: {shown(report.dataset_problem)}",
+            file=sys.stderr,
+        )
     else:
         for p in report.problems:
-            print(f"CORRUPT {p.case_id}: {p.problem}")
+            print(f"CORRUPT {p.case_id}: {shown(p.problem, limit=None)}")
         print(
             f"verified {report.cases} cases of version {report.version}: "
             f"{report.cases - len(report.problems)} ok, {len(report.problems)} corrupted"

@@ -36,6 +36,7 @@ from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.segments import map_segments
 from hcc_shards.dicom.stack import (
+    HEADER_CHECK_CODES,
     Block,
     SliceRef,
     Stack,
@@ -60,6 +61,7 @@ SERIES_CODES = frozenset(
         Reason.GANTRY_TILT,
         Reason.NON_UNIFORM_SPACING,
         Reason.MISSING_SLICE,
+        *HEADER_CHECK_CODES,
     }
 )
 """Reasons found by the series geometry checks; their records carry stage 'series'."""

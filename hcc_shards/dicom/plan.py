@@ -23,8 +23,10 @@ from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
 from hcc_shards.errors import QuarantineError
 from hcc_shards.labels import LABELS
-from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.preflight import drop_datasets
+from hcc_shards.quarantine import QuarantineRecord, Reason
 from hcc_shards.storage import filesystem, unstrip
+from hcc_shards.text import shown
 
 DEFAULT_WORKERS = 8
 """Concurrent header reads; object stores reward a few requests in flight."""
@@ -35,7 +37,7 @@ def list_objects(url: str, storage_options: dict[str, Any] | None = None) -> lis
     fs, path = filesystem(url, storage_options)
     found = {path: fs.info(path)} if fs.isfile(path) else fs.find(path, detail=True)
     out = []
-    for p in sorted(found):
+    for p in drop_datasets(sorted(found)):
         info = found[p]
         if info.get("type", "file") != "file":
             continue
@@ -54,7 +56,15 @@ def index_all(
     """:func:`index_file` over (URL, size) pairs, in input order."""
 
     def one(obj: tuple[str, int]) -> InstanceHeader | QuarantineRecord:
-        return index_file(obj[0], storage_options, config, size=obj[1])
+        try:
+            return index_file(obj[0], storage_options, config, size=obj[1])
+        except Exception as exc:  # index_file records bad input itself; anything else is a bug
+            return QuarantineRecord(
+                code=Reason.INTERNAL_ERROR.value,
+                message=f"indexing failed: {type(exc).__name__}: {exc}",
+                stage="index",
+                url=obj[0],
+            )
 
     if workers <= 1 or len(objects) <= 1:
         return [one(o) for o in objects]
@@ -68,7 +78,12 @@ def case_record(pairing: Pairing, label: np.ndarray, warnings: tuple[str, ...]) 
     counts = np.bincount(label.ravel(), minlength=256)
     return {
         "kind": "case",
-        "case_id": make_case_id(prov.patient_id, prov.seg_sop_instance_uid),
+        "case_id": make_case_id(
+            prov.patient_id,
+            prov.seg_sop_instance_uid,
+            prov.ct_series_instance_uid,
+            prov.ct_acquisition_number,
+        ),
         "patient_id": prov.patient_id,
         "seg_sop_instance_uid": prov.seg_sop_instance_uid,
         "seg_series_instance_uid": prov.seg_series_instance_uid,
@@ -100,19 +115,46 @@ def plan_records(
     for h in headers:
         by_patient[h.patient_id].append(h)
     cases = 0
+    seen: dict[str, str] = {}
     for patient in sorted(by_patient):
-        pairings, records = pair_patient(by_patient[patient], config)
+        try:
+            pairings, records = pair_patient(by_patient[patient], config)
+        except Exception as exc:  # one patient's bug never ends the plan
+            message = f"pairing failed: {type(exc).__name__}: {exc}"
+            quarantined.extend(
+                h.quarantine(Reason.INTERNAL_ERROR.value, message, "pair")
+                for h in by_patient[patient]
+                if h.is_seg
+            )
+            continue
         quarantined.extend(records)
         for pairing in pairings:
             try:
                 for ct in pairing.ct_headers:
                     check_transfer_syntax(ct.transfer_syntax_uid, ct.url)
                 label, warnings = decode_labels(pairing, config, storage_options)
+                record = case_record(pairing, label, warnings)
             except QuarantineError as exc:
                 quarantined.append(record_for(pairing, exc))
                 continue
+            except Exception as exc:
+                err = QuarantineError(
+                    Reason.INTERNAL_ERROR.value, f"decode failed: {type(exc).__name__}: {exc}"
+                )
+                quarantined.append(record_for(pairing, err))
+                continue
+            if record["case_id"] in seen:
+                quarantined.append(
+                    pairing.seg.quarantine(
+                        Reason.CASE_ID_COLLISION.value,
+                        f"case id {record['case_id']} is already taken by the SEG at {seen[record['case_id']]!r}",
+                        "pair",
+                    )
+                )
+                continue
+            seen[record["case_id"]] = pairing.seg.url
             cases += 1
-            yield case_record(pairing, label, warnings)
+            yield record
     for rec in sorted(quarantined, key=lambda r: r.sort_key):
         yield {"kind": "quarantine", **rec.to_dict()}
     yield {
@@ -134,20 +176,20 @@ def format_record(rec: dict[str, Any]) -> str:
         vox = " ".join(f"{k}={v}" for k, v in rec["voxels"].items())
         extra = ""
         if rec["warnings"]:
-            extra += f"\n    warnings: {', '.join(rec['warnings'])}"
+            extra += f"\n    warnings: {shown(', '.join(rec['warnings']))}"
         if rec["unknown_segments"]:
-            extra += f"\n    unknown segments: {', '.join(rec['unknown_segments'])}"
+            extra += f"\n    unknown segments: {shown(', '.join(rec['unknown_segments']))}"
         if rec["qc_flags"]:
             extra += f"\n    qc: {', '.join(rec['qc_flags'])}"
         shape = "x".join(str(v) for v in rec["shape_zyx"])
         return (
-            f"CASE {rec['patient_id']}  seg {rec['seg_sop_instance_uid']}\n"
-            f"    ct {rec['ct_series_instance_uid']} acq {rec['ct_acquisition_number']} "
+            f"CASE {shown(rec['patient_id'])}  seg {shown(rec['seg_sop_instance_uid'])}\n"
+            f"    ct {shown(rec['ct_series_instance_uid'])} acq {rec['ct_acquisition_number']} "
             f"({rec['pairing_method']}), {shape} voxels\n    {vox}{extra}"
         )
     if kind == "quarantine":
         where = rec["url"] or rec["series_instance_uid"]
-        return f"QUARANTINE {rec['code']} [{rec['stage']}] {where}\n    {rec['message']}"
+        return f"QUARANTINE {rec['code']} [{rec['stage']}] {shown(where)}\n    {shown(rec['message'], limit=None)}"
     reasons = "\n".join(f"    {k}: {v}" for k, v in rec["by_reason"].items())
     return (
         f"SUMMARY files={rec['files']} instances={rec['instances']} series={rec['series']} "

@@ -20,6 +20,7 @@ Which block a SEG is decoded on is decided by the pairing (hcc_shards.dicom.pair
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,22 @@ TILT_SLOPE = 2e-3
 ORIENTATION_TOLERANCE = 1e-4
 """Largest difference between two ImageOrientationPatient components still called equal."""
 PIXEL_SPACING_TOLERANCE_MM = 1e-3
+UNIT_TOLERANCE = 1e-3
+"""Largest departure of an ImageOrientationPatient cosine's length from 1, and of the two cosines'
+dot product from 0, still accepted (headers round the cosines to a few digits)."""
+
+HEADER_CHECK_CODES = frozenset(
+    {
+        Reason.INVALID_PIXEL_SPACING,
+        Reason.NON_FINITE_GEOMETRY,
+        Reason.INVALID_ORIENTATION,
+        Reason.INCONSISTENT_PIXEL_FORMAT,
+        Reason.INCONSISTENT_DIMENSIONS,
+        Reason.INCONSISTENT_FRAME_OF_REFERENCE,
+        Reason.RESCALE_OUT_OF_RANGE,
+    }
+)
+"""Reasons of :func:`check_headers` (recorded at stage 'series')."""
 
 
 @dataclass(frozen=True)
@@ -146,13 +163,16 @@ def split_acquisitions(headers: Sequence[InstanceHeader]) -> dict[int | None, li
     if len(groups) == 1:
         return dict(groups)
     orientation = next((h.orientation for h in headers if h.orientation), None)
-    if orientation is None:
+    if orientation is None or not all(math.isfinite(v) for v in orientation):
+        return dict(groups)  # check_stack records what is wrong with each group
+    try:
+        normal = slice_normal(orientation)
+    except QuarantineError:
         return dict(groups)
-    normal = slice_normal(orientation)
     extents = []
     for group in groups.values():
         d = [float(np.dot(p, normal)) for h in group for p in h.frame_positions if p is not None]
-        if not d:
+        if not d or not all(math.isfinite(v) for v in d):
             return dict(groups)
         extents.append((min(d), max(d)))
     extents.sort()
@@ -166,6 +186,7 @@ def check_stack(
     """Order and check the slices of one acquisition; raises :class:`QuarantineError`."""
     if not headers:
         raise ValueError("check_stack needs at least one header")
+    check_headers(headers, config)
     first = headers[0]
     series_uid = first.series_instance_uid
     ref_iop = first.orientation
@@ -219,6 +240,95 @@ def check_stack(
         pixel_spacing=ref_ps,
         default_step_mm=float(default_step) if default_step > 0 else 1.0,
     )
+
+
+def check_headers(headers: Sequence[InstanceHeader], config: BuildConfig) -> None:
+    """The headers' own geometry and pixel format, before any geometry object is built.
+
+    Per slice: orientation, pixel spacing and positions finite (``non_finite_geometry``), pixel
+    spacing > 0 (``invalid_pixel_spacing``), orientation cosines of unit length and orthogonal
+    (``invalid_orientation``), and a rescale that maps some stored value into ``config.hu_clip``
+    (``rescale_out_of_range``). Across the slices: one BitsAllocated / BitsStored /
+    PixelRepresentation (``inconsistent_pixel_format``), one Rows x Columns
+    (``inconsistent_dimensions``), one FrameOfReferenceUID (``inconsistent_frame_of_reference``).
+    """
+    first = headers[0]
+    series = first.series_instance_uid
+    for h in headers:
+        values = [*(h.orientation or ()), *(h.pixel_spacing or ())]
+        values += [v for p in h.frame_positions if p is not None for v in p]
+        if not all(math.isfinite(v) for v in values):
+            raise QuarantineError(
+                Reason.NON_FINITE_GEOMETRY,
+                f"series {series}: {h.url} has NaN or infinite geometry (ImageOrientationPatient "
+                f"{h.orientation}, PixelSpacing {h.pixel_spacing}); expected finite numbers on every slice",
+            )
+        if h.pixel_spacing is not None and not all(v > 0 for v in h.pixel_spacing):
+            raise QuarantineError(
+                Reason.INVALID_PIXEL_SPACING,
+                f"series {series}: {h.url} has PixelSpacing {list(h.pixel_spacing)}; expected two values > 0",
+            )
+        if h.orientation is not None:
+            row, col = np.asarray(h.orientation[:3]), np.asarray(h.orientation[3:])
+            lengths = (float(np.linalg.norm(row)), float(np.linalg.norm(col)))
+            dot = float(np.dot(row, col))
+            if max(abs(n - 1.0) for n in lengths) > UNIT_TOLERANCE or abs(dot) > UNIT_TOLERANCE:
+                raise QuarantineError(
+                    Reason.INVALID_ORIENTATION,
+                    f"series {series}: {h.url} has ImageOrientationPatient {list(h.orientation)} (lengths "
+                    f"{lengths[0]:.4f}, {lengths[1]:.4f}, dot {dot:.4f}); expected two orthogonal unit vectors",
+                )
+        _check_rescale_range(h, config, series)
+    for h in headers[1:]:
+        if (h.bits_allocated, h.bits_stored, h.pixel_representation) != (
+            first.bits_allocated,
+            first.bits_stored,
+            first.pixel_representation,
+        ):
+            raise QuarantineError(
+                Reason.INCONSISTENT_PIXEL_FORMAT,
+                f"series {series}: {h.url} has BitsAllocated/BitsStored/PixelRepresentation "
+                f"{h.bits_allocated}/{h.bits_stored}/{h.pixel_representation}, {first.url} has "
+                f"{first.bits_allocated}/{first.bits_stored}/{first.pixel_representation}; expected one "
+                "pixel format per series",
+            )
+        if (h.rows, h.columns) != (first.rows, first.columns):
+            raise QuarantineError(
+                Reason.INCONSISTENT_DIMENSIONS,
+                f"series {series}: {h.url} is {h.rows}x{h.columns}, {first.url} is "
+                f"{first.rows}x{first.columns}; expected one Rows x Columns per series",
+            )
+        if h.frame_of_reference_uid != first.frame_of_reference_uid:
+            raise QuarantineError(
+                Reason.INCONSISTENT_FRAME_OF_REFERENCE,
+                f"series {series}: {h.url} has FrameOfReferenceUID {h.frame_of_reference_uid!r}, "
+                f"{first.url} has {first.frame_of_reference_uid!r}; expected one per series",
+            )
+
+
+def _check_rescale_range(h: InstanceHeader, config: BuildConfig, series: str) -> None:
+    slope, intercept = h.rescale_slope, h.rescale_intercept
+    if slope is None or intercept is None or not 1 <= h.bits_stored <= 32:
+        return  # absent or odd values are the decoder's to judge (invalid_rescale)
+    if not (math.isfinite(slope) and math.isfinite(intercept)):
+        raise QuarantineError(
+            Reason.INVALID_RESCALE,
+            f"series {series}: {h.url} has RescaleSlope {slope}, RescaleIntercept {intercept}; expected "
+            "finite values",
+        )
+    if h.pixel_representation == 1:
+        lo, hi = -(2 ** (h.bits_stored - 1)), 2 ** (h.bits_stored - 1) - 1
+    else:
+        lo, hi = 0, 2**h.bits_stored - 1
+    ends = sorted((lo * slope + intercept, hi * slope + intercept))
+    clip_lo, clip_hi = config.hu_clip
+    if ends[1] < clip_lo or ends[0] > clip_hi:
+        raise QuarantineError(
+            Reason.RESCALE_OUT_OF_RANGE,
+            f"series {series}: {h.url}: RescaleSlope {slope:g} and RescaleIntercept {intercept:g} map the "
+            f"stored range {lo}..{hi} to {ends[0]:g}..{ends[1]:g} HU, entirely outside the clip range "
+            f"{clip_lo}..{clip_hi}; expected a rescale to Hounsfield units",
+        )
 
 
 def series_stacks(

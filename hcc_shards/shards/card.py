@@ -12,6 +12,7 @@ from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards.manifest import SPLITS, ManifestRow
+from hcc_shards.text import md_cell
 
 __all__ = ["dataset_card", "label_table", "resolution_table"]
 
@@ -172,10 +173,13 @@ def dataset_card(
         lines += [f"| {r.case_id} | {', '.join(r.qc_flags)} |" for r in flagged]
         lines.append("")
     lines += ["| case | patient | split | QC image |", "|---|---|---|---|"]
-    lines += [f"| {r.case_id} | {r.patient_id} | {r.split} | [png](qc/{r.case_id}.png) |" for r in rows]
+    lines += [
+        f"| {r.case_id} | {md_cell(r.patient_id)} | {r.split} | [png](qc/{r.case_id}.png) |" for r in rows
+    ]
     if quarantine:
         lines += ["", "## Quarantine", "", "| code | stage | patient | message |", "|---|---|---|---|"]
         for q in sorted(quarantine, key=lambda q: q.sort_key):
-            msg = q.message.replace("|", "/").replace("\n", " ")
-            lines.append(f"| {q.code} | {q.stage} | {q.patient_id} | {msg} |")
+            lines.append(
+                f"| {q.code} | {q.stage} | {md_cell(q.patient_id)} | {md_cell(q.message, limit=600)} |"
+            )
     return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ from hcc_shards.shards.card import dataset_card
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
 from hcc_shards.shards.writer import COMPLETE_MARKER
+from hcc_shards.text import storable
 
 __all__ = ["QUARANTINE_SCHEMA", "commit_dataset", "read_latest", "version_url"]
 
@@ -71,7 +72,7 @@ def quarantine_table(records: Sequence[QuarantineRecord]) -> pa.Table:
     for q in ordered:
         d = q.to_dict()
         d["details"] = json.dumps(d["details"], sort_keys=True)
-        data.append(d)
+        data.append({k: storable(v) if isinstance(v, str) else v for k, v in d.items()})
     return pa.Table.from_pylist(data, schema=QUARANTINE_SCHEMA)
 
 
@@ -94,6 +95,7 @@ def commit_dataset(
             f"{len(incomplete)} manifest rows point at cases without {COMPLETE_MARKER} under {vurl}: "
             f"{incomplete[:5]}; write the cases (hcc_shards.shards.write_case) before committing"
         )
+    _check_rows_match_cases(vurl, rows, storage_options)
     _check_patient_splits(rows)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     target = (
@@ -153,6 +155,27 @@ def commit_dataset(
     }
     put_json_atomic(storage.join(output_url, "LATEST.json"), latest, storage_options)
     return vurl
+
+
+def _check_rows_match_cases(
+    vurl: str, rows: Sequence[ManifestRow], storage_options: dict[str, Any] | None
+) -> None:
+    """Refuse a manifest whose rows are not the cases on disk: one row per case id, each case's marker
+    naming the same case and checksum, and its group metadata (``zarr.json``) present."""
+    ids = [r.case_id for r in rows]
+    if len(ids) != len(set(ids)):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise FormatError(f"manifest lists case ids more than once: {dup[:5]}; nothing was committed")
+    for r in rows:
+        marker = read_json(storage.join(vurl, r.path, COMPLETE_MARKER), storage_options) or {}
+        if marker.get("case_id") != r.case_id or marker.get("checksum") != r.checksum:
+            raise FormatError(
+                f"case {r.case_id}: {COMPLETE_MARKER} names case {marker.get('case_id')!r} with checksum "
+                f"{marker.get('checksum')!r}, the manifest row has {r.checksum!r}; another build wrote it "
+                "meanwhile? nothing was committed"
+            )
+        if not exists(storage.join(vurl, r.path, "zarr.json"), storage_options):
+            raise FormatError(f"case {r.case_id}: zarr.json is missing under {vurl}; nothing was committed")
 
 
 def _check_patient_splits(rows: Sequence[ManifestRow]) -> None:

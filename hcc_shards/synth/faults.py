@@ -37,13 +37,16 @@ from hcc_shards.synth.truth import CohortTruth
 from hcc_shards.synth.uids import derive_uid
 
 __all__ = [
+    "CLASSIC_FAULTS",
     "FAULTS",
+    "HOSTILE_FAULTS",
     "PHI_STRINGS",
     "Fault",
     "FaultSpec",
     "InjectedFault",
     "assign_faults",
     "inject_faults",
+    "plant_patient_id",
     "plant_phi",
 ]
 
@@ -91,6 +94,24 @@ class Fault(StrEnum):
     """An annotated slice is stored twice, under two names."""
     UNSUPPORTED_MODALITY = "unsupported_modality"
     """An MR image (a converted scout) in its own series."""
+    ZERO_PIXEL_SPACING = "zero_pixel_spacing"
+    """Every annotated slice has PixelSpacing 0\\0."""
+    NEGATIVE_PIXEL_SPACING = "negative_pixel_spacing"
+    """Every annotated slice has a negative PixelSpacing (a mirrored grid)."""
+    NAN_ORIENTATION = "nan_orientation"
+    """Every annotated slice has NaN in ImageOrientationPatient."""
+    NAN_ORIENTATION_ONE_SLICE = "nan_orientation_one_slice"
+    """One annotated slice has NaN in ImageOrientationPatient."""
+    NAN_SPACING_ONE_SLICE = "nan_spacing_one_slice"
+    """One annotated slice has NaN in PixelSpacing."""
+    MIXED_BITS_ALLOCATED = "mixed_bits_allocated"
+    """One annotated slice of the 16-bit series is stored with BitsAllocated 8."""
+    MIXED_FRAME_OF_REFERENCE = "mixed_frame_of_reference"
+    """One annotated slice has another FrameOfReferenceUID."""
+    HUGE_RESCALE_INTERCEPT = "huge_rescale_intercept"
+    """Every annotated slice has RescaleIntercept 1e6 (every stored value maps above the HU range)."""
+    MARKUP_SEGMENT_LABEL = "markup_segment_label"
+    """Every segment is relabelled with HTML markup and an unknown code (reaches the card as a message)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +138,7 @@ FAULTS: dict[Fault, FaultSpec] = {
     Fault.DUPLICATE_SLICE: FaultSpec(Reason.DUPLICATE_SLICE, "series", False, True),
     Fault.MIXED_ORIENTATION: FaultSpec(Reason.INCONSISTENT_GEOMETRY, "series", False, True),
     Fault.GANTRY_TILT: FaultSpec(Reason.GANTRY_TILT, "series", False, True),
-    Fault.ROWS_COLUMNS_CHANGE: FaultSpec(Reason.INCONSISTENT_GEOMETRY, "series", False, True),
+    Fault.ROWS_COLUMNS_CHANGE: FaultSpec(Reason.INCONSISTENT_DIMENSIONS, "series", False, True),
     Fault.ABSURD_RESCALE: FaultSpec(Reason.INVALID_RESCALE, "decode", False, True),
     Fault.SEG_WITHOUT_CT: FaultSpec(Reason.SEG_WITHOUT_CT, "pair", False, True),
     Fault.SEG_ABSENT_INSTANCES: FaultSpec(Reason.SEG_REFERENCES_ABSENT_INSTANCES, "pair", False, True),
@@ -128,8 +149,35 @@ FAULTS: dict[Fault, FaultSpec] = {
     Fault.MEMORY_BOMB: FaultSpec(Reason.IMAGE_TOO_LARGE, "index", True, False),
     Fault.DUPLICATE_INSTANCE: FaultSpec(Reason.DUPLICATE_INSTANCE, "pair", True, False),
     Fault.UNSUPPORTED_MODALITY: FaultSpec(Reason.UNSUPPORTED_MODALITY, "index", True, False),
+    Fault.ZERO_PIXEL_SPACING: FaultSpec(Reason.INVALID_PIXEL_SPACING, "series", False, True),
+    Fault.NEGATIVE_PIXEL_SPACING: FaultSpec(Reason.INVALID_PIXEL_SPACING, "series", False, True),
+    Fault.NAN_ORIENTATION: FaultSpec(Reason.NON_FINITE_GEOMETRY, "series", False, True),
+    Fault.NAN_ORIENTATION_ONE_SLICE: FaultSpec(Reason.NON_FINITE_GEOMETRY, "series", False, True),
+    Fault.NAN_SPACING_ONE_SLICE: FaultSpec(Reason.NON_FINITE_GEOMETRY, "series", False, True),
+    Fault.MIXED_BITS_ALLOCATED: FaultSpec(Reason.INCONSISTENT_PIXEL_FORMAT, "series", False, True),
+    Fault.MIXED_FRAME_OF_REFERENCE: FaultSpec(Reason.INCONSISTENT_FRAME_OF_REFERENCE, "series", False, True),
+    Fault.HUGE_RESCALE_INTERCEPT: FaultSpec(Reason.RESCALE_OUT_OF_RANGE, "series", False, True),
+    Fault.MARKUP_SEGMENT_LABEL: FaultSpec(Reason.NO_KNOWN_SEGMENT, "pair", False, True),
 }
 """Expected outcome of every fault (docs/RELIABILITY.md lists the same table)."""
+
+HOSTILE_FAULTS: tuple[Fault, ...] = (
+    Fault.ZERO_PIXEL_SPACING,
+    Fault.NEGATIVE_PIXEL_SPACING,
+    Fault.NAN_ORIENTATION,
+    Fault.NAN_ORIENTATION_ONE_SLICE,
+    Fault.NAN_SPACING_ONE_SLICE,
+    Fault.MIXED_BITS_ALLOCATED,
+    Fault.MIXED_FRAME_OF_REFERENCE,
+    Fault.HUGE_RESCALE_INTERCEPT,
+    Fault.MARKUP_SEGMENT_LABEL,
+)
+"""Header values made by hand to break the geometry and pixel checks (docs/RELIABILITY.md, 'Hostile
+input'); the other faults are the first catalogue, which fits a 24-patient cohort."""
+CLASSIC_FAULTS: tuple[Fault, ...] = tuple(f for f in Fault if f not in HOSTILE_FAULTS)
+
+MARKUP_LABEL = '<img src=x onerror="alert(1)">|`x`|'
+"""Segment label of :data:`Fault.MARKUP_SEGMENT_LABEL`."""
 
 ELIGIBLE_QUIRKS: frozenset[str] = frozenset(
     {Quirk.NONE, Quirk.STACKED_PHASES, Quirk.ROUNDED_POSITIONS, Quirk.TUMOUR_GT_LIVER}
@@ -225,6 +273,26 @@ def plant_phi(url: str, storage_options: dict[str, Any] | None = None) -> int:
         fs.pipe_file(path, encode_dataset(ds))
         n += 1
     return n
+
+
+def plant_patient_id(
+    url: str, truth: CohortTruth, patient_id: str, new_id: str, storage_options: dict[str, Any] | None = None
+) -> tuple[str, ...]:
+    """Give every file of ``patient_id`` the PatientID ``new_id`` (hostile text, a near-copy of another
+    patient's id); UIDs are kept. Returns the relative paths rewritten."""
+    index = int(patient_id.rsplit("_", 1)[1])
+    p = _Patient(plan_patient(truth.seed, index, truth.size), truth.layout, url, storage_options)
+    touched = []
+    for series in p.study.series:
+        for rel in p.files_of(series):
+            ds = p.read(rel)
+            ds.PatientID = new_id
+            p.write(rel, ds)
+            touched.append(rel)
+    seg = p.read(p.seg_rel)
+    seg.PatientID = new_id
+    p.write(p.seg_rel, seg)
+    return (*touched, p.seg_rel)
 
 
 # -- one patient ---------------------------------------------------------------------------
@@ -513,6 +581,85 @@ def _unsupported_modality(p: _Patient) -> InjectedFault:
     return p.done(Fault.UNSUPPORTED_MODALITY, [rel], rel, sop)
 
 
+def _every_annotated(p: _Patient, fault: Fault, change: Any) -> InjectedFault:
+    touched = []
+    for rel, ds in p.annotated():
+        change(ds)
+        p.write(rel, ds)
+        touched.append(rel)
+    return p.done(fault, touched)
+
+
+def _one_annotated(p: _Patient, fault: Fault, change: Any) -> InjectedFault:
+    rel, ds = p.referenced_middle()
+    change(ds)
+    p.write(rel, ds)
+    return p.done(fault, [rel])
+
+
+def _zero_pixel_spacing(p: _Patient) -> InjectedFault:
+    return _every_annotated(p, Fault.ZERO_PIXEL_SPACING, lambda ds: setattr(ds, "PixelSpacing", ["0", "0"]))
+
+
+def _negative_pixel_spacing(p: _Patient) -> InjectedFault:
+    def change(ds: Dataset) -> None:
+        ds.PixelSpacing = [f"{-float(v):g}" for v in ds.PixelSpacing]
+
+    return _every_annotated(p, Fault.NEGATIVE_PIXEL_SPACING, change)
+
+
+def _nan_orientation(ds: Dataset) -> None:
+    ds.ImageOrientationPatient = ["NaN", "0", "0", "0", "1", "0"]
+
+
+def _nan_orientation_all(p: _Patient) -> InjectedFault:
+    return _every_annotated(p, Fault.NAN_ORIENTATION, _nan_orientation)
+
+
+def _nan_orientation_one(p: _Patient) -> InjectedFault:
+    return _one_annotated(p, Fault.NAN_ORIENTATION_ONE_SLICE, _nan_orientation)
+
+
+def _nan_spacing_one(p: _Patient) -> InjectedFault:
+    return _one_annotated(
+        p,
+        Fault.NAN_SPACING_ONE_SLICE,
+        lambda ds: setattr(ds, "PixelSpacing", ["NaN", str(ds.PixelSpacing[1])]),
+    )
+
+
+def _mixed_bits_allocated(p: _Patient) -> InjectedFault:
+    def change(ds: Dataset) -> None:
+        pixels = np.frombuffer(ds.PixelData, dtype="<u2")
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = (pixels >> 8).astype(np.uint8).tobytes()
+
+    return _one_annotated(p, Fault.MIXED_BITS_ALLOCATED, change)
+
+
+def _mixed_frame_of_reference(p: _Patient) -> InjectedFault:
+    uid = p.uid("slice_frame_of_reference")
+    return _one_annotated(
+        p, Fault.MIXED_FRAME_OF_REFERENCE, lambda ds: setattr(ds, "FrameOfReferenceUID", uid)
+    )
+
+
+def _huge_rescale_intercept(p: _Patient) -> InjectedFault:
+    return _every_annotated(
+        p, Fault.HUGE_RESCALE_INTERCEPT, lambda ds: setattr(ds, "RescaleIntercept", "1000000")
+    )
+
+
+def _markup_segment_label(p: _Patient) -> InjectedFault:
+    seg = p.read(p.seg_rel)
+    for item in seg.SegmentSequence:
+        item.SegmentLabel = MARKUP_LABEL
+        code = item.SegmentedPropertyTypeCodeSequence[0]
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "78961009", "SCT", MARKUP_LABEL
+    p.write(p.seg_rel, seg)
+    return p.done(Fault.MARKUP_SEGMENT_LABEL, [p.seg_rel])
+
+
 def _drop_seg_frames(seg: Dataset, sop_uid: str) -> None:
     """Remove the BINARY SEG frames whose source is ``sop_uid`` (pixel data, per-frame items, refs)."""
     items = list(seg.PerFrameFunctionalGroupsSequence)
@@ -558,4 +705,13 @@ _APPLY = {
     Fault.MEMORY_BOMB: _memory_bomb,
     Fault.DUPLICATE_INSTANCE: _duplicate_instance,
     Fault.UNSUPPORTED_MODALITY: _unsupported_modality,
+    Fault.ZERO_PIXEL_SPACING: _zero_pixel_spacing,
+    Fault.NEGATIVE_PIXEL_SPACING: _negative_pixel_spacing,
+    Fault.NAN_ORIENTATION: _nan_orientation_all,
+    Fault.NAN_ORIENTATION_ONE_SLICE: _nan_orientation_one,
+    Fault.NAN_SPACING_ONE_SLICE: _nan_spacing_one,
+    Fault.MIXED_BITS_ALLOCATED: _mixed_bits_allocated,
+    Fault.MIXED_FRAME_OF_REFERENCE: _mixed_frame_of_reference,
+    Fault.HUGE_RESCALE_INTERCEPT: _huge_rescale_intercept,
+    Fault.MARKUP_SEGMENT_LABEL: _markup_segment_label,
 }

@@ -88,18 +88,22 @@ def test_oblique_but_untilted_stack_is_accepted():
 
 
 @pytest.mark.parametrize(
-    ("change", "needle"),
+    ("change", "needle", "code"),
     [
-        ({"rows": 5}, "rows x columns"),
-        ({"spacing": (0.7, 0.8)}, "PixelSpacing"),
-        ({"orientation": (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)}, "ImageOrientationPatient"),
+        ({"rows": 5}, "Rows x Columns", Reason.INCONSISTENT_DIMENSIONS),
+        ({"spacing": (0.7, 0.8)}, "PixelSpacing", Reason.INCONSISTENT_GEOMETRY),
+        (
+            {"orientation": (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)},
+            "ImageOrientationPatient",
+            Reason.INCONSISTENT_GEOMETRY,
+        ),
     ],
 )
-def test_inconsistent_geometry_is_quarantined(change, needle):
+def test_inconsistent_geometry_is_quarantined(change, needle, code):
     hs = [*headers([0.0, 2.5]), header(5.0, **change)]
     with pytest.raises(QuarantineError) as err:
         check_stack(hs, CONFIG)
-    assert err.value.code == Reason.INCONSISTENT_GEOMETRY
+    assert err.value.code == code
     assert needle in err.value.message
 
 

@@ -129,14 +129,14 @@ def test_list_file_and_series_on_the_s3_emulator(
     typo = _plan(f"@{bucket}/lists/hcc.txt,{bucket}/5555", 2, s3.storage_options)
     with pytest.raises(FileNotFoundError, match="5555' does not exist"):
         _all_files(steps.listing_tasks(typo), s3.storage_options)
-    # The command names the typo and stops in the listing stage: nothing is written.
+    # The command names the typo and stops before any work (exit 3, missing INPUT): nothing is written.
     from hcc_shards.cli import main
 
     argv = ["build", f"@{bucket}/lists/hcc.txt", f"{bucket}/5555", str(tmp_path / "out"), "--quiet"]
     argv += ["--storage-options", json.dumps(s3.storage_options), *IN_PROCESS]
-    assert main(argv) == 2
+    assert main(argv) == 3
     err = capsys.readouterr().err
-    assert f"input '{bucket}/5555' does not exist or cannot be listed" in err, err[-2000:]
+    assert f"INPUT {bucket}/5555 does not exist" in err, err[-2000:]
     assert not (tmp_path / "out").exists()
 
 

@@ -179,12 +179,17 @@ def test_input_without_dicom_commits_only_its_quarantine(tmp_path) -> None:
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "notes.txt").write_text("not DICOM")
-    summary = build(str(tmp_path / "in"), str(tmp_path / "out"), *IN_PROCESS)
+    from hcc_shards.errors import EmptyBuildError, InputMissingError
+
+    with pytest.raises(EmptyBuildError, match="no case to write"):  # by default nothing is committed
+        build(str(tmp_path / "in"), str(tmp_path / "out"), *IN_PROCESS)
+    assert not (tmp_path / "out" / "LATEST.json").exists()
+    summary = build(str(tmp_path / "in"), str(tmp_path / "out"), *IN_PROCESS, "--allow_empty")
     assert (summary.cases_total, summary.quarantined, summary.files) == (0, 1, 1)
     version = version_dir(tmp_path / "out")
     assert read_table(version / "manifest.parquet") == []
     assert [r["code"] for r in read_table(version / "quarantine.parquet")] == ["not_dicom"]
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(InputMissingError, match="does not exist"):
         build(str(tmp_path / "missing"), str(tmp_path / "out2"), *IN_PROCESS)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hcc_shards.synth import CohortTruth, generate_cohort
-from hcc_shards.synth.faults import Fault, assign_faults, inject_faults
+from hcc_shards.synth.faults import CLASSIC_FAULTS, assign_faults, inject_faults
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -25,7 +25,7 @@ def cohorts(tmp_path_factory: pytest.TempPathFactory) -> Cohorts:
         str(clean), patients=PATIENTS, size="small", seed=SEED, workers=min(2, os.cpu_count() or 1)
     )
     shutil.copytree(clean, faulted)
-    faults = inject_faults(str(faulted), truth, assign_faults(truth, list(Fault)))
+    faults = inject_faults(str(faulted), truth, assign_faults(truth, list(CLASSIC_FAULTS)))
     return Cohorts(str(clean), str(faulted), truth, faults)
 
 
