@@ -42,12 +42,17 @@ class Patch:
     """uint8 labels (z, y, x); 0 outside the volume."""
     spec: PatchSpec
     """Which case and box this is."""
+    annotated: np.ndarray | None = None
+    """bool (labels,): whether the case annotates each foreground label, in label-value order
+    (``Dataset.label_names``). Where False the label array says nothing of that label (its voxels
+    read 0, unknown rather than background): mask that channel out of the loss."""
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict (for collate functions): image, label, case_id, position, start, padding."""
+        """Plain dict (for collate functions): image, label, annotated, case_id, position, start, padding."""
         return {
             "image": self.image,
             "label": self.label,
+            "annotated": self.annotated,
             "case_id": self.spec.case_id,
             "position": self.spec.position,
             "start": np.asarray(self.spec.start, dtype=np.int64),
@@ -151,10 +156,11 @@ class PatchStream:
         case = self.dataset.case(spec.case_id)
         return case.fetch_region(spec.start, spec.stop, image_pad=IMAGE_PAD, label_pad=LABEL_PAD)
 
-    @staticmethod
-    def _assemble(spec: PatchSpec, fetched: FetchedRegions) -> Patch:
+    def _assemble(self, spec: PatchSpec, fetched: FetchedRegions) -> Patch:
         image, label = fetched.assemble()
-        return Patch(image=image, label=label, spec=spec)
+        return Patch(
+            image=image, label=label, spec=spec, annotated=annotated_mask(self.dataset, spec.case_id)
+        )
 
     def generate(
         self,
@@ -309,11 +315,18 @@ def _io_executor() -> ThreadPoolExecutor:
         return _IO[1]
 
 
+def annotated_mask(dataset: Dataset, case_id: str) -> np.ndarray:
+    """bool (labels,) in label-value order: which foreground labels the case annotates."""
+    annotated = set(dataset.case(case_id).annotated_labels)
+    return np.array([name in annotated for _, name in dataset.info.labels], dtype=bool)
+
+
 def stack(patches: list[Patch]) -> dict[str, np.ndarray]:
-    """Stack patches of one size into a batch of numpy arrays."""
+    """Stack patches of one size into a batch of numpy arrays (``annotated`` is (B, labels) bool)."""
     return {
         "image": np.stack([p.image for p in patches]),
         "label": np.stack([p.label for p in patches]),
+        "annotated": np.stack([p.annotated for p in patches]),
         "position": np.array([p.spec.position for p in patches], dtype=np.int64),
         "start": np.array([p.spec.start for p in patches], dtype=np.int64),
         "padding": np.array([p.spec.padding for p in patches], dtype=bool),

@@ -39,7 +39,8 @@ def distributed_rank(default_rank: int, default_world: int) -> tuple[int, int]:
 
 
 class PatchDataset(IterableDataset):
-    """Yields dicts: ``image`` (int16 tensor z, y, x), ``label`` (uint8), ``case_id``, ``position``,
+    """Yields dicts: ``image`` (int16 tensor z, y, x), ``label`` (uint8), ``annotated`` (bool, one per
+    foreground label: whether the case annotates it, for masked partial-label losses), ``case_id``, ``position``,
     ``start`` and ``padding``; ``transform`` (if given) maps each dict before collation and must keep
     ``position``."""
 
@@ -82,6 +83,7 @@ class PatchDataset(IterableDataset):
             item["image"] = torch.from_numpy(item["image"])
             item["label"] = torch.from_numpy(item["label"])
             item["start"] = torch.from_numpy(item["start"])
+            item["annotated"] = torch.from_numpy(item["annotated"])
             yield self.transform(item) if self.transform is not None else item
 
 

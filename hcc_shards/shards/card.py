@@ -50,13 +50,15 @@ def label_table(rows: Sequence[ManifestRow], *, grid: str = "source") -> list[di
     """
     out = []
     for lab in LABELS:
-        vols = [r.volume_ml(lab.name, grid=grid) for r in rows if r.volume_ml(lab.name, grid=grid) > 0]
+        # Counted over the annotations that define the label: one that does not is no evidence.
+        defining = [v for r in rows if (v := r.volume_ml(lab.name, grid=grid)) is not None]
+        vols = [v for v in defining if v > 0]
         out.append(
             {
                 "name": lab.name,
                 "display": lab.display,
                 "cases": len(vols),
-                "coverage": len(vols) / len(rows) if rows else 0.0,
+                "coverage": len(vols) / len(defining) if defining else 0.0,
                 "min": float(np.min(vols)) if vols else None,
                 "median": float(np.median(vols)) if vols else None,
                 "max": float(np.max(vols)) if vols else None,

@@ -1,7 +1,8 @@
 """Commit a dataset version: manifest, quarantine table, card, cohort figure, dataset.json, LATEST.json.
 
-Order (docs/FORMAT.md, "Atomicity and resume"): every row's case must be complete (its
-``_COMPLETE.json`` exists); then ``manifest.parquet``, ``quarantine.parquet``, ``DATASET.md``,
+Order (docs/FORMAT.md, "Atomicity and resume"): every row's case must be complete (its image's
+marker ``complete/<image_id>.json`` exists and lists it); then ``manifest.parquet``,
+``quarantine.parquet``, ``DATASET.md``,
 ``qc/cohort.png``, ``dataset.json`` (its presence marks the version committed) and last
 ``OUTPUT/LATEST.json``. Each file is written whole (local: temporary file and rename; object
 stores: one put).
@@ -24,11 +25,11 @@ from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.errors import FormatError
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
-from hcc_shards.shards.atomic import exists, put_bytes_atomic, put_json_atomic, read_json
+from hcc_shards.shards.atomic import put_bytes_atomic, put_json_atomic, read_json
 from hcc_shards.shards.card import dataset_card
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
-from hcc_shards.shards.writer import COMPLETE_MARKER
+from hcc_shards.shards.writer import marker_path
 
 __all__ = ["QUARANTINE_SCHEMA", "commit_dataset", "read_latest", "version_url"]
 
@@ -86,13 +87,12 @@ def commit_dataset(
     """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL."""
     vurl = version_url(output_url, config)
     rows = sorted(rows, key=lambda r: r.case_id)
-    incomplete = [
-        r.case_id for r in rows if not exists(storage.join(vurl, r.path, COMPLETE_MARKER), storage_options)
-    ]
+    incomplete = _incomplete(vurl, rows, storage_options)
     if incomplete:
         raise FormatError(
-            f"{len(incomplete)} manifest rows point at cases without {COMPLETE_MARKER} under {vurl}: "
-            f"{incomplete[:5]}; write the cases (hcc_shards.shards.write_case) before committing"
+            f"{len(incomplete)} manifest rows point at cases without a completion marker "
+            f"(complete/<image_id>.json) under {vurl}: {incomplete[:5]}; write the cases "
+            "(hcc_shards.shards.write_image) before committing"
         )
     _check_patient_splits(rows)
     created = datetime.now(UTC).isoformat(timespec="seconds")
@@ -120,7 +120,7 @@ def commit_dataset(
     png = cohort_png(
         [r.source_spacing_zyx for r in rows],
         [r.spacing_zyx for r in rows],
-        {lab.name: [r.volume_ml(lab.name) for r in rows] for lab in LABELS},
+        {lab.name: [v for r in rows if (v := r.volume_ml(lab.name)) is not None] for lab in LABELS},
     )
     put_bytes_atomic(storage.join(vurl, "qc", "cohort.png"), png, storage_options)
     split_counts = Counter(r.split for r in rows)
@@ -153,6 +153,23 @@ def commit_dataset(
     }
     put_json_atomic(storage.join(output_url, "LATEST.json"), latest, storage_options)
     return vurl
+
+
+def _incomplete(vurl: str, rows: Sequence[ManifestRow], storage_options: dict[str, Any] | None) -> list[str]:
+    """Case ids whose image marker is missing or does not list them."""
+    listed: dict[str, set[str]] = {}
+    out = []
+    for r in rows:
+        if r.image_id not in listed:
+            marker = (
+                read_json(storage.join(vurl, marker_path(r.image_id)), storage_options)
+                if r.image_id
+                else None
+            )
+            listed[r.image_id] = {c.get("case_id") for c in (marker or {}).get("cases", [])}
+        if r.case_id not in listed[r.image_id]:
+            out.append(r.case_id)
+    return out
 
 
 def _check_patient_splits(rows: Sequence[ManifestRow]) -> None:
