@@ -11,8 +11,8 @@ import numpy as np
 import pydicom
 import pytest
 import zarr
-from pydicom.sr.codedict import codes
 from pipeline_helpers import IN_PROCESS, build, read_table, version_dir
+from pydicom.sr.codedict import codes
 
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.decode import decode_pairing
