@@ -11,6 +11,7 @@ import numpy as np
 from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.shards.card_annotations import annotation_lines
 from hcc_shards.shards.manifest import SPLITS, ManifestRow
 
 __all__ = ["dataset_card", "label_table", "resolution_table"]
@@ -159,6 +160,7 @@ def dataset_card(
                 f"{_num(rec['median'])} | {_num(rec['max'])} |"
             )
         lines.append("")
+    lines += annotation_lines(rows)
     colours = ", ".join(f"{lab.display} rgba{tuple(lab.rgba)}" for lab in LABELS)
     lines += [
         "## Quality control",

@@ -27,6 +27,7 @@ from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards.atomic import put_bytes_atomic, put_json_atomic, read_json
 from hcc_shards.shards.card import dataset_card
+from hcc_shards.shards.card_annotations import AGREEMENT_PNG, agreement_png
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
 from hcc_shards.shards.writer import marker_path
@@ -123,6 +124,8 @@ def commit_dataset(
         {lab.name: [v for r in rows if (v := r.volume_ml(lab.name)) is not None] for lab in LABELS},
     )
     put_bytes_atomic(storage.join(vurl, "qc", "cohort.png"), png, storage_options)
+    if (agreement := agreement_png(rows)) is not None:
+        put_bytes_atomic(storage.join(vurl, AGREEMENT_PNG), agreement, storage_options)
     split_counts = Counter(r.split for r in rows)
     dataset = {
         "format_version": FORMAT_VERSION,

@@ -147,3 +147,19 @@ def test_reader_filters_by_source_and_marks_labels_not_annotated(two_annotations
     assert by_case[rows[manual_uid]["case_id"]] == [True] * 4
     report = verify_dataset(str(out))
     assert report.ok, report.problems
+
+
+def test_card_counts_labels_by_source_and_shows_agreement(two_annotations) -> None:
+    out, rows, _, ai_uid = two_annotations
+    version = version_dir(out)
+    md = (version / "DATASET.md").read_text(encoding="utf-8")
+    assert "| annotations: manual | 1 |" in md and "| annotations: ai | 1 |" in md
+    assert "| stored images | 1 |" in md
+    assert "### Labels of the manual annotations (the collection's own card)" in md
+    ai_section = md.split("### Labels of the ai annotations", 1)[1].split("###", 1)[0]
+    # The AI annotation defines no portal vein: 0 annotations define it, none counted as absent.
+    assert "| portal vein | 0 | 0 | 0% |" in ai_section
+    agreement = md.split("### Agreement with the manual annotation", 1)[1]
+    dice = rows[ai_uid]["dice_liver"]
+    assert f"| ai | liver | 1 | {dice:.3f} |" in agreement
+    assert (version / "qc" / "agreement.png").read_bytes()[:4] == b"\x89PNG"
