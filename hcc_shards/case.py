@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from hcc_shards.geometry import Geometry
+from hcc_shards.labels import LABELS
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,54 @@ def make_case_id(
     return f"{safe}_{digest}"
 
 
+def make_image_id(
+    patient_id: str, ct_series_instance_uid: str, ct_acquisition_number: int | None, block: str = ""
+) -> str:
+    """Stable id of one stored CT image: the patient plus a short hash of (series, acquisition, block).
+
+    Every SEG that annotates the same slices of one CT series and acquisition shares it, so the
+    image is stored once. ``block`` names the slices when a stack with gaps is cut into blocks.
+    """
+    key = (
+        f"{ct_series_instance_uid}\0{'' if ct_acquisition_number is None else ct_acquisition_number}\0{block}"
+    )
+    return make_case_id(patient_id, f"image:{key}")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """What one SEG says of itself: its source (hcc_shards.annotation) and the labels it defines."""
+
+    source: str
+    """``manual``, ``ai``, ``ai_corrected`` or ``unknown`` (hcc_shards.annotation.annotation_source)."""
+    source_reason: str
+    """Which clause of the rule decided."""
+    annotated_labels: tuple[str, ...]
+    """Names of the labels the SEG defines (a segment maps to them), in label order; the others
+    are not annotated (unknown, not background)."""
+    segment_algorithm_type: str = ""
+    """Distinct SegmentAlgorithmType values of the segments, sorted, joined by ','."""
+    seg_series_description: str = ""
+    seg_manufacturer: str = ""
+    content_creator: str = ""
+    """ContentCreatorName ('' when absent, or removed by pseudonymization)."""
+    analysis_result_id: str = ""
+    """IDC analysis_result_id of the SEG series, when the build was given one."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["annotated_labels"] = list(self.annotated_labels)
+        return d
+
+
+ALL_LABELS_ANNOTATION = Annotation(
+    source="unknown",
+    source_reason="no annotation facts given",
+    annotated_labels=tuple(lab.name for lab in LABELS),
+)
+"""The annotation of a Case made without one (every label annotated, source unknown)."""
+
+
 _COUNT_BLOCK = 1 << 22
 """Label voxels counted per np.bincount call (its int64 temporary is 8 bytes per voxel)."""
 
@@ -93,6 +142,10 @@ class Case:
     dicom_source: dict[str, Any] | None = None
     """The CT instances behind the CT grid (docs/FORMAT.md, ``dicom_source``), for exports that
     reference them (DICOM SEG); None when unknown."""
+    annotation: Annotation = ALL_LABELS_ANNOTATION
+    """Source and defined labels of the SEG."""
+    image_id: str = ""
+    """Id of the stored CT image this annotation labels ('' -> from the CT series and acquisition)."""
 
     def __post_init__(self) -> None:
         if self.image.shape != self.geometry.shape:
@@ -110,6 +163,12 @@ class Case:
         return make_case_id(
             p.patient_id, p.seg_sop_instance_uid, p.ct_series_instance_uid, p.ct_acquisition_number
         )
+
+    @property
+    def stored_image_id(self) -> str:
+        """The image id (``image_id``, or one made from the CT series and acquisition)."""
+        p = self.provenance
+        return self.image_id or make_image_id(p.patient_id, p.ct_series_instance_uid, p.ct_acquisition_number)
 
     def label_voxels_on_source(self) -> tuple[int, ...]:
         """Voxel count per label value on the CT grid, whether or not the case was resampled since."""

@@ -7,11 +7,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from hcc_shards.annotation import ANNOTATION_SOURCES
 from hcc_shards.errors import ConfigError
 from hcc_shards.labels import AORTA, LIVER, OVERLAP_PRIORITY, PORTAL_VEIN, TUMOR
 
-FORMAT_VERSION = 1
-"""Version of the on-disk contract in docs/FORMAT.md."""
+FORMAT_VERSION = 2
+"""Version of the on-disk contract in docs/FORMAT.md (the one place in code that names it)."""
 
 DEFAULT_SEGMENT_SYNONYMS: tuple[tuple[str, int], ...] = (
     ("liver", LIVER),
@@ -90,6 +91,12 @@ class BuildConfig:
     """Patient-level train/val/test fractions."""
     pseudonymize_key: str = field(default="", repr=False)
     """When set, patient and study identifiers are replaced by a keyed hash."""
+    annotation_sources: tuple[str, ...] = ANNOTATION_SOURCES
+    """Annotation sources built (``manual``, ``ai``, ``ai_corrected``, ``unknown``); SEGs of other
+    sources are left out, not quarantined. Default: all."""
+    analysis_result_ids: tuple[tuple[str, str], ...] = ()
+    """(SEG SeriesInstanceUID, IDC analysis_result_id) of SEGs that belong to an IDC analysis result
+    (e.g. ``bamf_aimi_annotations``); an input of the annotation-source rule (hcc_shards.annotation)."""
 
     def __post_init__(self) -> None:
         if self.target_spacing is not None:
@@ -120,6 +127,22 @@ class BuildConfig:
             raise ConfigError(f"compressor must be 'zstd' or 'blosc', got {self.compressor!r}")
         if self.image_shuffle not in ("shuffle", "bitshuffle"):
             raise ConfigError(f"image_shuffle must be 'shuffle' or 'bitshuffle', got {self.image_shuffle!r}")
+        bad = [s for s in self.annotation_sources if s not in ANNOTATION_SOURCES]
+        if bad or not self.annotation_sources:
+            raise ConfigError(
+                f"annotation_sources must be a non-empty subset of {list(ANNOTATION_SOURCES)}, "
+                f"got {list(self.annotation_sources)}"
+            )
+        object.__setattr__(
+            self, "annotation_sources", tuple(s for s in ANNOTATION_SOURCES if s in self.annotation_sources)
+        )
+        object.__setattr__(
+            self, "analysis_result_ids", tuple(sorted((str(k), str(v)) for k, v in self.analysis_result_ids))
+        )
+
+    def analysis_result_id(self, seg_series_instance_uid: str) -> str:
+        """The IDC analysis result the SEG series belongs to ('' when none is known)."""
+        return dict(self.analysis_result_ids).get(seg_series_instance_uid, "")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -72,6 +72,7 @@ class Pseudonymizer:
             study_instance_uid=u(h.study_instance_uid),
             series_instance_uid=u(h.series_instance_uid),
             frame_of_reference_uid=u(h.frame_of_reference_uid),
+            content_creator_name="",  # a person's name
             referenced_series=tuple(
                 ReferencedSeries(u(rs.series_instance_uid), tuple(u(x) for x in rs.instance_uids))
                 for rs in h.referenced_series

@@ -115,6 +115,40 @@ def resample_case(case: Case, spacing_zyx: Sequence[float], config: BuildConfig)
     return case.with_arrays(image, label, target)
 
 
+def resample_cases(cases: Sequence[Case], spacing_zyx: Sequence[float], config: BuildConfig) -> list[Case]:
+    """Annotations of one image on the target grid: the shared image resampled once, each label once.
+
+    Every case must hold the same image array on the same geometry (hcc_shards.dicom.decode
+    ``decode_image_group``); the results share the one resampled image.
+    """
+    if not cases:
+        return []
+    first = cases[0]
+    for c in cases[1:]:
+        if c.image is not first.image or c.geometry != first.geometry:
+            raise ValueError(
+                f"annotations {first.case_id} and {c.case_id} do not share one image and grid; "
+                "resample them separately (resample_case)"
+            )
+    target = target_geometry(first.geometry, spacing_zyx)
+    if target == first.geometry:
+        return [c.with_arrays(c.image, c.label, c.geometry) for c in cases]
+    image = resample_image(
+        first.image,
+        first.geometry,
+        target,
+        kind=config.image_interpolation,
+        anisotropy=config.anisotropy_threshold,
+        clip=config.hu_clip,
+    )
+    return [
+        c.with_arrays(
+            image, resample_label(c.label, c.geometry, target, kind=config.label_interpolation), target
+        )
+        for c in cases
+    ]
+
+
 def resample_image(
     image: np.ndarray,
     source: Geometry,

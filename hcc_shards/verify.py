@@ -22,14 +22,21 @@ from typing import Any
 
 import numpy as np
 
+from hcc_shards.config import FORMAT_VERSION
 from hcc_shards.errors import HccShardsError
 
 __all__ = ["CaseProblem", "VerifyReport", "content_checksum", "verify_case", "verify_dataset"]
 
-CHECKSUM_PREFIX = b"hcc-shards-case-v1\0"
+
+def checksum_prefix(format_version: int) -> bytes:
+    """The first bytes hashed into a case checksum of that format version (docs/FORMAT.md)."""
+    return f"hcc-shards-case-v{int(format_version)}\0".encode()
+
+
 LABEL_ORDER = ("liver", "tumor", "portal_vein", "aorta")
 """Foreground arrays in checksum order (docs/FORMAT.md, ``_COMPLETE.json``)."""
 MARKER = "_COMPLETE.json"
+"""Format version 1's marker inside each case group; version 2 has ``complete/<image_id>.json``."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +83,21 @@ class VerifyReport:
 
 
 def content_checksum(
-    image: np.ndarray, label: np.ndarray, foreground: dict[str, np.ndarray], attributes: dict[str, Any]
+    image: np.ndarray,
+    label: np.ndarray,
+    foreground: dict[str, np.ndarray],
+    attributes: dict[str, Any],
+    format_version: int = FORMAT_VERSION,
 ) -> str:
-    """The content checksum of docs/FORMAT.md from decoded arrays and the ``hcc_shards`` attributes."""
-    h = hashlib.sha256(CHECKSUM_PREFIX)
+    """The content checksum of docs/FORMAT.md from decoded arrays and the ``hcc_shards`` attributes.
+
+    Labels absent from ``foreground`` (not annotated, format 2) hash nothing."""
+    h = hashlib.sha256(checksum_prefix(format_version))
     h.update(np.ascontiguousarray(image, dtype="<i2").data)
     h.update(np.ascontiguousarray(label, dtype=np.uint8).data)
     for name in LABEL_ORDER:
-        h.update(np.ascontiguousarray(foreground[name], dtype="<i4").data)
+        if name in foreground:
+            h.update(np.ascontiguousarray(foreground[name], dtype="<i4").data)
     attrs = {k: v for k, v in attributes.items() if k != "qc_flags"}
     h.update(json.dumps(attrs, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
@@ -100,19 +114,27 @@ def verify_case(case: Any) -> str | None:
 def _check(case: Any) -> str | None:
     store = case.dataset.store
     expected = case.metadata.get("checksum")
-    raw = store.read(f"{case.path}/{MARKER}")
+    version = case.dataset.info.format_version
+    where = f"{case.path}/{MARKER}" if version == 1 else f"complete/{case.image_id}.json"
+    raw = store.read(where)
     if raw is None:
-        return f"{MARKER} is missing: the case was never completed"
+        return f"{where} is missing: the case was never completed"
     marker = json.loads(raw)
+    if version != 1:
+        entry = next((c for c in marker.get("cases", []) if c.get("case_id") == case.case_id), None)
+        if entry is None:
+            return f"{where} does not list case {case.case_id!r}"
+        marker = entry
     if marker.get("checksum") != expected:
-        return f"{MARKER} checksum {marker.get('checksum')!r} != manifest checksum {expected!r}"
+        return f"{where} checksum {marker.get('checksum')!r} != manifest checksum {expected!r}"
     if marker.get("case_id") != case.case_id:
-        return f"{MARKER} names case {marker.get('case_id')!r}"
+        return f"{where} names case {marker.get('case_id')!r}"
     attrs = case.attributes
     image = np.asarray(case.image)
     label = np.asarray(case.label)
-    foreground = {name: case.foreground(name) for name in LABEL_ORDER}
-    got = content_checksum(image, label, foreground, attrs)
+    names = LABEL_ORDER if version == 1 else tuple(n for n in LABEL_ORDER if n in case.annotated_labels)
+    foreground = {name: case.foreground(name) for name in names}
+    got = content_checksum(image, label, foreground, attrs, version)
     if got != expected:
         return f"content checksum {got} != manifest checksum {expected} (decoded data or attributes differ)"
     return None

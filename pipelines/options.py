@@ -18,6 +18,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hcc_shards import storage
+from hcc_shards.annotation import parse_sources
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError, UnknownFlagError
 from hcc_shards.labels import LABEL_BY_NAME, LABEL_BY_VALUE
@@ -78,6 +79,14 @@ class HccShardsOptions(PipelineOptions):
         )
         parser.add_argument(
             "--limit", type=int, default=0, help="Build at most this many cases (the first by case key)."
+        )
+        parser.add_argument(
+            "--annotation_sources",
+            "--annotation-sources",
+            dest="annotation_sources",
+            default=None,
+            help="Comma-separated annotation sources to build: manual, ai, ai_corrected, unknown "
+            "(default: all; docs/FORMAT.md 'Annotation source').",
         )
         parser.add_argument(
             "--storage_options",
@@ -203,6 +212,11 @@ class BuildPlan:
             updates["target_spacing"] = parse_spacing(o.spacing)
         if o.seed is not None:
             updates["seed"] = int(o.seed)
+        if o.annotation_sources:
+            try:
+                updates["annotation_sources"] = parse_sources(o.annotation_sources)
+            except ValueError as exc:
+                raise ConfigError(f"--annotation_sources: {exc}") from exc
         if o.label_map:
             codes, synonyms = parse_label_map(_read_json(o.label_map, in_opts), config)
             updates["segment_codes"] = codes

@@ -9,9 +9,11 @@ Order of operations (docs/FORMAT.md), with the function that does each step:
 3. :func:`pair_one_patient`: all headers of one PatientID -> pairings and quarantine records.
 4. :func:`resolve_target`: the target spacing (explicit, or 'auto' from the selected pairings),
    hence the config hash and the version URL.
-5. :func:`build_case`: decode, resample and write one case, or skip it when its completion marker
-   already exists (resume). Every failure is caught here and becomes a quarantine record with
-   the case key.
+5. :func:`build_image`: the annotations of one CT image (pairings grouped by
+   :func:`image_group_key`): the CT decoded and resampled once, each SEG's labels decoded and
+   resampled, all written as one image, or skipped when its completion marker already exists
+   (resume). Every failure is caught here and becomes a quarantine record with the case key.
+   (:func:`build_case` is the same for one pairing.)
 6. :func:`commit_outcomes`: one terminal step gathers every outcome, computes the summary from
    them, and commits manifest, quarantine table, card and dataset.json.
 
@@ -36,9 +38,9 @@ from typing import Any, Literal, TypeVar
 import pyarrow.parquet as pq
 
 from hcc_shards import storage
-from hcc_shards.case import make_case_id
+from hcc_shards.case import Case, make_case_id
 from hcc_shards.config import BuildConfig
-from hcc_shards.dicom.decode import decode_pairing, provenance_of, record_for
+from hcc_shards.dicom.decode import annotation_of, decode_image_group, image_id_of, provenance_of, record_for
 from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
@@ -46,19 +48,17 @@ from hcc_shards.errors import QuarantineError
 from hcc_shards.preflight import drop_datasets
 from hcc_shards.pseudonymize import Pseudonymizer
 from hcc_shards.quarantine import QuarantineRecord, Reason
-from hcc_shards.resample import check_target_size, resample_case
+from hcc_shards.resample import check_target_size, resample_cases
 from hcc_shards.shards import (
     ManifestRow,
     auto_target_spacing,
     commit_dataset,
-    read_complete_case,
     split_for_patient,
     version_url,
-    write_case,
 )
 from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
-from hcc_shards.shards.writer import case_path
+from hcc_shards.shards.writer import image_path, read_complete_image, write_image
 from hcc_shards.text import shown
 from pipelines.options import BuildPlan, resolve_inputs
 
@@ -307,7 +307,19 @@ def pair_one_patient(
     pseudo = _pseudonymizer(plan.config.pseudonymize_key)
     if pseudo is not None:  # headers carry pseudonyms already; only the URLs remain
         records = [pseudo.scrub_urls(r, [h.url for h in headers]) for r in records]
-    return [*pairings, *records]
+    return [*selected_by_source(pairings, plan.config), *records]
+
+
+def selected_by_source(pairings: Iterable[Pairing], config: BuildConfig) -> list[Pairing]:
+    """The pairings whose annotation source is among ``config.annotation_sources`` (the others are
+    left out of this build, not quarantined: another selection builds them)."""
+    wanted = set(config.annotation_sources)
+    return [p for p in pairings if annotation_of(p, config).source in wanted]
+
+
+def image_group_key(pairing: Pairing) -> str:
+    """The stored image a pairing labels: pairings with one key are built together (:func:`build_image`)."""
+    return image_id_of(pairing)
 
 
 @dataclass(frozen=True)
@@ -459,58 +471,127 @@ def target_outcome(target: BuildTarget) -> Outcome:
 
 
 def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcome:
-    """Decode, resample and write one case (skipped when already complete); never raises."""
-    key = case_key(pairing)
+    """One pairing as the only annotation of its image (:func:`build_image`); never raises."""
+    return build_image([pairing], target, plan)[0]
+
+
+def build_image(pairings: Iterable[Pairing], target: BuildTarget, plan: BuildPlan) -> list[Outcome]:
+    """Decode, resample and write the annotations of one image (skipped when already complete).
+
+    The CT is decoded and resampled once, each SEG's labels once. Never raises: one outcome per
+    pairing, a case or a quarantine record. A SEG that fails alone is a record and the others are
+    written; a CT that fails fails every annotation of the image.
+    """
+    pairings = sorted(pairings, key=case_sort_key)
+    keys = {p.seg.sop_instance_uid: case_key(p) for p in pairings}
+    image_id = image_group_key(pairings[0])
     config = target.config
     start = time.monotonic()
     stage = "resume"
     try:
         done = _with_retries(
-            lambda: read_complete_case(target.version_url, key.case_id, config, plan.output_storage_options)
+            lambda: read_complete_image(target.version_url, image_id, config, plan.output_storage_options)
         )
-        if done is not None and not _same_identity(done, key, pairing):
-            raise QuarantineError(
-                Reason.CASE_ID_COLLISION.value,
-                f"case {key.case_id} already holds SEG {done.seg_sop_instance_uid} of patient "
-                f"{done.patient_id!r} on CT series {done.ct_series_instance_uid}; this input is another one "
-                "and is not merged into it",
-            )
         if done is not None:
-            outcome = Outcome(kind="case", row=done, resumed=True, seconds=time.monotonic() - start)
+            by_id = {p.seg.sop_instance_uid: p for p in pairings}
+            for k in keys.values():
+                row = done.get(k.case_id)
+                if row is not None and not _same_identity(row, k, by_id[k.seg_sop_instance_uid]):
+                    raise QuarantineError(
+                        Reason.CASE_ID_COLLISION.value,
+                        f"case {k.case_id} already holds SEG {row.seg_sop_instance_uid} of patient "
+                        f"{shown(row.patient_id)!r} on CT series {row.ct_series_instance_uid}; this input is "
+                        "another one and is not merged into it",
+                    )
+        if done is not None and set(done) == {k.case_id for k in keys.values()}:
+            seconds = (time.monotonic() - start) / len(pairings)
+            outcomes = [
+                Outcome(
+                    kind="case", row=done[keys[p.seg.sop_instance_uid].case_id], resumed=True, seconds=seconds
+                )
+                for p in pairings
+            ]
         else:
             stage = "resample"
-            check_target_size(pairing.geometry, config.target_spacing, config)
+            check_target_size(pairings[0].geometry, config.target_spacing, config)
             stage = "decode"
-            case = _with_retries(lambda: decode_pairing(pairing, config, plan.input_storage_options))
+            results = _with_retries(lambda: decode_image_group(pairings, config, plan.input_storage_options))
+            cases = [r for r in results if isinstance(r, Case)]
             stage = "resample"
-            case = resample_case(case, config.target_spacing, config)
+            cases = resample_cases(cases, config.target_spacing, config)
             stage = "write"
-            split = split_for_patient(case.provenance.patient_id, config.seed, config.split_fractions)
-            row = _with_retries(
-                lambda: write_case(case, target.version_url, config, plan.output_storage_options, split=split)
-            )
-            outcome = Outcome(
-                kind="case",
-                row=row,
-                bytes_read=pairing_bytes(pairing),
-                bytes_written=_written_bytes(target.version_url, key.case_id, plan.output_storage_options),
-                seconds=time.monotonic() - start,
-            )
+            rows = []
+            if cases:
+                split = split_for_patient(cases[0].provenance.patient_id, config.seed, config.split_fractions)
+                rows = _with_retries(
+                    lambda: write_image(
+                        cases, target.version_url, config, plan.output_storage_options, split=split
+                    )
+                )
+            for case in cases:
+                if case.annotation.source == "unknown":
+                    _LOG.warning(
+                        "case %s: annotation source unknown (%s); kept as 'unknown', never as manual",
+                        case.case_id,
+                        shown(case.annotation.source_reason),
+                    )
+            outcomes = _image_outcomes(pairings, results, rows, keys)
+            seconds = (time.monotonic() - start) / len(pairings)
+            outcomes = [replace(o, seconds=seconds) for o in outcomes]
+            if rows:  # the image's bytes once, on its first written annotation
+                first = next(i for i, o in enumerate(outcomes) if o.kind == "case")
+                outcomes[first] = replace(
+                    outcomes[first],
+                    bytes_read=image_bytes(pairings),
+                    bytes_written=_written_bytes(
+                        target.version_url, image_id, [r.case_id for r in rows], plan.output_storage_options
+                    ),
+                )
     except QuarantineError as exc:
-        outcome = quarantine_outcome(_with_key(record_for(pairing, exc, stage), key))
+        outcomes = [
+            quarantine_outcome(_with_key(record_for(p, exc, stage), keys[p.seg.sop_instance_uid]))
+            for p in pairings
+        ]
     except Exception as exc:
-        _LOG.warning("case %s failed at %s: %s: %s", key.case_id, stage, type(exc).__name__, shown(exc))
+        _LOG.warning("image %s failed at %s: %s: %s", image_id, stage, type(exc).__name__, shown(exc))
         err = QuarantineError(_reason_of(exc).value, f"{stage} failed: {type(exc).__name__}: {exc}")
-        record = record_for(pairing, err, stage)
-        record = replace(record, details=(("traceback", _short_traceback(exc)),))
-        outcome = quarantine_outcome(_with_key(record, key))
+        outcomes = []
+        for p in pairings:
+            record = replace(record_for(p, err, stage), details=(("traceback", _short_traceback(exc)),))
+            outcomes.append(quarantine_outcome(_with_key(record, keys[p.seg.sop_instance_uid])))
     pseudo = _pseudonymizer(plan.config.pseudonymize_key)
-    if pseudo is not None and outcome.record is not None:
-        urls = [pairing.seg.url, *(h.url for h in pairing.ct_headers)]
-        outcome = replace(outcome, record=pseudo.scrub_urls(outcome.record, urls))
+    if pseudo is not None:
+        urls = [*(p.seg.url for p in pairings), *(h.url for h in pairings[0].ct_headers)]
+        outcomes = [
+            replace(o, record=pseudo.scrub_urls(o.record, urls)) if o.record is not None else o
+            for o in outcomes
+        ]
     if plan.progress_dir:
-        _touch(os.path.join(plan.progress_dir, "done", url_key(key.case_id)))
-    return outcome
+        for k in keys.values():
+            _touch(os.path.join(plan.progress_dir, "done", url_key(k.case_id)))
+    return outcomes
+
+
+def _image_outcomes(
+    pairings: list[Pairing],
+    results: list[Case | QuarantineRecord],
+    rows: list[ManifestRow],
+    keys: dict[str, CaseKey],
+) -> list[Outcome]:
+    by_case = {r.case_id: r for r in rows}
+    out = []
+    for pairing, result in zip(pairings, results, strict=True):
+        key = keys[pairing.seg.sop_instance_uid]
+        if isinstance(result, QuarantineRecord):
+            out.append(quarantine_outcome(_with_key(result, key)))
+        else:
+            out.append(Outcome(kind="case", row=by_case[key.case_id]))
+    return out
+
+
+def image_bytes(pairings: list[Pairing]) -> int:
+    """Bytes an image reads in full: its CT instances once, and every SEG."""
+    return int(sum(h.file_size for h in pairings[0].ct_headers) + sum(p.seg.file_size for p in pairings))
 
 
 def _same_identity(row: ManifestRow, key: CaseKey, pairing: Pairing) -> bool:
@@ -533,12 +614,13 @@ def pairing_bytes(pairing: Pairing) -> int:
     return int(sum(h.file_size for h in pairing.ct_headers) + pairing.seg.file_size)
 
 
-def _written_bytes(vurl: str, case_id: str, storage_options: dict[str, Any]) -> int:
-    fs, path = storage.filesystem(storage.join(vurl, case_path(case_id)), storage_options)
+def _written_bytes(vurl: str, image_id: str, case_ids: list[str], storage_options: dict[str, Any]) -> int:
+    fs, path = storage.filesystem(storage.join(vurl, image_path(image_id)), storage_options)
     total = sum(int(info.get("size") or 0) for info in fs.find(path, detail=True).values())
-    fs_qc, qc = storage.filesystem(storage.join(vurl, "qc", f"{case_id}.png"), storage_options)
-    with contextlib.suppress(FileNotFoundError):
-        total += int(fs_qc.size(qc))
+    for case_id in case_ids:
+        fs_qc, qc = storage.filesystem(storage.join(vurl, "qc", f"{case_id}.png"), storage_options)
+        with contextlib.suppress(FileNotFoundError):
+            total += int(fs_qc.size(qc))
     return total
 
 
@@ -775,9 +857,11 @@ __all__ = [
     "Summary",
     "add_index_stats",
     "build_case",
+    "build_image",
     "case_id_of",
     "case_key",
     "commit_outcomes",
+    "image_group_key",
     "index_one",
     "index_stats",
     "list_files",

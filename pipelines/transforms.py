@@ -146,9 +146,10 @@ class ResolveTarget(beam.PTransform):
 
 @dataclass
 class BuildCases(beam.PTransform):
-    """Pairing -> Outcome: decode, resample and write each case against the one BuildTarget.
+    """Pairing -> Outcome: the pairings of each image grouped, then each image built against the one
+    BuildTarget (its CT decoded and resampled once, each SEG's labels once).
 
-    ``join="side_input"`` hands the target to every case as a singleton side input.
+    ``join="side_input"`` hands the target to every image as a singleton side input.
     ``join="grouped"`` brings target and pairings together with a GroupByKey on one key and spreads
     the pairs out again: Beam's DaskRunner evaluates a side input by recomputing its whole upstream
     graph inside every task that reads it, so on Dask the grouped join is far cheaper.
@@ -168,15 +169,25 @@ class BuildCases(beam.PTransform):
                 | "Together" >> beam.Flatten()
                 | "Group with target" >> beam.GroupByKey()
                 | "Attach target" >> beam.FlatMap(lambda kv: steps.attach_target(kv[1]))
-                | "Spread cases" >> Spread(key=lambda pt: pt[0].seg.sop_instance_uid)
-                | "Build case" >> beam.Map(lambda pt, plan: steps.build_case(pt[0], pt[1], plan), self.plan)
+                | "Key by image" >> beam.Map(lambda pt: (steps.image_group_key(pt[0]), pt))
+                | "Group by image" >> beam.GroupByKey()
+                | "Image units" >> beam.Map(lambda kv: (kv[0], list(kv[1])))
+                | "Spread cases" >> Spread(key=lambda kv: kv[0])
+                | "Build case"
+                >> beam.FlatMap(
+                    lambda kv, plan: steps.build_image([p for p, _ in kv[1]], kv[1][0][1], plan),
+                    self.plan,
+                )
             )
         return (
             pairings
-            | "Spread cases" >> Spread(key=lambda p: p.seg.sop_instance_uid)
+            | "Key by image" >> beam.Map(lambda p: (steps.image_group_key(p), p))
+            | "Group by image" >> beam.GroupByKey()
+            | "Image units" >> beam.Map(lambda kv: (kv[0], list(kv[1])))
+            | "Spread cases" >> Spread(key=lambda kv: kv[0])
             | "Build case"
-            >> beam.Map(
-                lambda pairing, target, plan: steps.build_case(pairing, target, plan),
+            >> beam.FlatMap(
+                lambda kv, target, plan: steps.build_image(list(kv[1]), target, plan),
                 beam.pvalue.AsSingleton(self.target),
                 self.plan,
             )

@@ -23,6 +23,12 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-map", default=None, metavar="FILE", help="segment label map JSON")
     parser.add_argument("--seed", type=int, default=None, help="split and sampling seed (default 0)")
     parser.add_argument("--limit", type=int, default=None, help="build at most N cases")
+    parser.add_argument(
+        "--annotation-sources",
+        default=None,
+        metavar="LIST",
+        help="annotation sources to build, e.g. manual,ai_corrected (default: all)",
+    )
     parser.add_argument("--config", default=None, metavar="FILE", help="BuildConfig JSON file")
     parser.add_argument("--storage-options", default=None, metavar="JSON", help="fsspec options, both sides")
     parser.add_argument("--input-storage-options", default=None, metavar="JSON", help="fsspec options, input")
@@ -76,6 +82,7 @@ _MAPPED = {
     "label_map": "--label_map",
     "seed": "--seed",
     "limit": "--limit",
+    "annotation_sources": "--annotation_sources",
     "config": "--build_config",
     "storage_options": "--storage_options",
     "input_storage_options": "--input_storage_options",

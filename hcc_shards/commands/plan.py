@@ -15,6 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_storage_options(parser)
     parser.add_argument("--config", metavar="FILE", help="BuildConfig as JSON (BuildConfig.to_dict())")
     parser.add_argument("--workers", type=int, default=8, help="concurrent header reads (default 8)")
+    parser.add_argument(
+        "--annotation-sources",
+        default=None,
+        metavar="LIST",
+        help="annotation sources to list, e.g. manual,ai_corrected (default: all)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         with open(args.config, encoding="utf-8") as fh:
             config = BuildConfig.from_dict(json.load(fh))
+    if args.annotation_sources:
+        from dataclasses import replace
+
+        from hcc_shards.annotation import parse_sources
+
+        config = replace(config, annotation_sources=parse_sources(args.annotation_sources))
     for rec in plan_records(args.input, config, storage_options, workers=args.workers):
         if args.json:
             print(json.dumps(rec, sort_keys=False))

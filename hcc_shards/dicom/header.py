@@ -129,6 +129,10 @@ class InstanceHeader:
     per-frame functional groups, a syntax other than implicit / explicit VR little endian)."""
     pixel_data_length: int | None = None
     """Length in bytes of that value, as its element header gives it."""
+    manufacturer: str = ""
+    """Manufacturer (of the equipment or software that made the object, e.g. 'QIICR' for dcmqi)."""
+    content_creator_name: str = ""
+    """SEG only: ContentCreatorName (a person, or the name of an algorithm)."""
 
     @property
     def is_seg(self) -> bool:
@@ -271,6 +275,8 @@ def header_from_dataset(
         photometric_interpretation=str(get("PhotometricInterpretation", "") or ""),
         pixel_data_offset=pixel_data[0] if pixel_data else None,
         pixel_data_length=pixel_data[1] if pixel_data else None,
+        manufacturer=str(ds.get("Manufacturer", "") or ""),
+        content_creator_name=str(ds.get("ContentCreatorName", "") or "") if is_seg else "",
     )
 
 

@@ -19,9 +19,10 @@ Rules, in order:
    its frames. Frames on a small stray block (at most 2 slices, or 10% of the main block) are
    dropped with a warning; a larger annotated block on the far side of a gap is
    ``missing_slice``.
-5. Two SEGs on one CT series and acquisition: the first by (SeriesNumber, SOPInstanceUID) is
-   kept, the second is ``duplicate_seg``. Two files with one SOPInstanceUID: the first by URL is
-   kept, the second is ``duplicate_instance``.
+5. Every SEG is its own annotation: several SEGs on one CT series and acquisition (a manual one
+   and AI ones) each give a pairing, and share the stored image. Two SEG files with one
+   SOPInstanceUID: the first by URL is kept, the second is ``duplicate_seg`` (two CT files with
+   one SOPInstanceUID: ``duplicate_instance``).
 """
 
 from __future__ import annotations
@@ -102,6 +103,16 @@ class Pairing:
     def patient_id(self) -> str:
         return self.seg.patient_id
 
+    @property
+    def image_key(self) -> tuple[str, int | None, str]:
+        """(CT series, acquisition, slice block): pairings with one key share one stored image."""
+        first = self.slices[0]
+        return (
+            self.ct_series_instance_uid,
+            self.acquisition_number,
+            f"{first.sop_instance_uid}:{first.frame}:{len(self.slices)}",
+        )
+
 
 @dataclass(frozen=True)
 class _Placement:
@@ -155,7 +166,6 @@ def pair_patient(
     segs = sorted((h for h in unique if h.is_seg), key=lambda h: (h.series_number or 0, h.sop_instance_uid))
     index = _PatientIndex([h for h in unique if not h.is_seg], config)
     pairings: list[Pairing] = []
-    taken: dict[AcqKey, str] = {}
     for seg in segs:
         try:
             pairing = _pair_one(seg, index, config)
@@ -163,19 +173,6 @@ def pair_patient(
             stage = "series" if exc.code in SERIES_CODES else "pair"
             records.append(seg.quarantine(exc.code, exc.message, stage))
             continue
-        key = (pairing.ct_series_instance_uid, pairing.acquisition_number)
-        if key in taken:
-            records.append(
-                seg.quarantine(
-                    Reason.DUPLICATE_SEG,
-                    f"CT series {key[0]} acquisition {key[1]} is already annotated by SEG {taken[key]}; "
-                    "expected one SEG per CT series and acquisition (the first by SeriesNumber, "
-                    "SOPInstanceUID is kept)",
-                    "pair",
-                )
-            )
-            continue
-        taken[key] = seg.sop_instance_uid
         pairings.append(pairing)
     return pairings, records
 
@@ -184,9 +181,10 @@ def _dedupe(headers: Sequence[InstanceHeader], records: list[QuarantineRecord]) 
     seen: dict[str, InstanceHeader] = {}
     for h in sorted(headers, key=lambda h: h.url):
         if h.sop_instance_uid in seen:
+            code = Reason.DUPLICATE_SEG if h.is_seg else Reason.DUPLICATE_INSTANCE
             records.append(
                 h.quarantine(
-                    Reason.DUPLICATE_INSTANCE.value,
+                    code.value,
                     f"SOPInstanceUID {h.sop_instance_uid} already read from {seen[h.sop_instance_uid].url}; "
                     "expected one file per instance (the first by URL is kept)",
                     "pair",

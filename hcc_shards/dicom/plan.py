@@ -17,7 +17,15 @@ import numpy as np
 from hcc_shards.case import make_case_id
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.ct import check_transfer_syntax
-from hcc_shards.dicom.decode import decode_labels, provenance_of, qc_flags, record_for
+from hcc_shards.dicom.decode import (
+    annotation_of,
+    annotation_warnings,
+    decode_labels,
+    image_id_of,
+    provenance_of,
+    qc_flags,
+    record_for,
+)
 from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
@@ -72,10 +80,13 @@ def index_all(
         return list(pool.map(one, objects))
 
 
-def case_record(pairing: Pairing, label: np.ndarray, warnings: tuple[str, ...]) -> dict[str, Any]:
+def case_record(
+    pairing: Pairing, label: np.ndarray, warnings: tuple[str, ...], config: BuildConfig | None = None
+) -> dict[str, Any]:
     """The plan record of a paired, decoded SEG."""
     prov = provenance_of(pairing)
     counts = np.bincount(label.ravel(), minlength=256)
+    annotation = annotation_of(pairing, config or BuildConfig())
     return {
         "kind": "case",
         "case_id": make_case_id(
@@ -92,10 +103,16 @@ def case_record(pairing: Pairing, label: np.ndarray, warnings: tuple[str, ...]) 
         "pairing_method": prov.pairing_method,
         "shape_zyx": list(pairing.geometry.shape),
         "spacing_zyx": [round(v, 6) for v in pairing.geometry.spacing],
-        "voxels": {lab.name: int(counts[lab.value]) for lab in LABELS},
+        "voxels": {
+            lab.name: int(counts[lab.value]) if lab.name in annotation.annotated_labels else None
+            for lab in LABELS
+        },
         "unknown_segments": list(pairing.unknown_segments),
         "qc_flags": list(qc_flags(label)),
-        "warnings": list(pairing.warnings + warnings),
+        "warnings": list(pairing.warnings + warnings + annotation_warnings(annotation)),
+        "image_id": image_id_of(pairing),
+        "annotation_source": annotation.source,
+        "annotated_labels": list(annotation.annotated_labels),
     }
 
 
@@ -129,11 +146,13 @@ def plan_records(
             continue
         quarantined.extend(records)
         for pairing in pairings:
+            if annotation_of(pairing, config).source not in config.annotation_sources:
+                continue
             try:
                 for ct in pairing.ct_headers:
                     check_transfer_syntax(ct.transfer_syntax_uid, ct.url)
                 label, warnings = decode_labels(pairing, config, storage_options)
-                record = case_record(pairing, label, warnings)
+                record = case_record(pairing, label, warnings, config)
             except QuarantineError as exc:
                 quarantined.append(record_for(pairing, exc))
                 continue

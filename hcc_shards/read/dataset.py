@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hcc_shards.config import FORMAT_VERSION
 from hcc_shards.errors import FormatError
 from hcc_shards.geometry import Geometry
 from hcc_shards.labels import LABELS
@@ -28,8 +29,9 @@ from hcc_shards.read.array import FetchedRegions, LazyArray, RegionRequest, Shar
 from hcc_shards.read.chunks import parse_array_meta
 from hcc_shards.read.io import ByteStore, IOSettings
 
-FORMAT_VERSION = 1
-"""The docs/FORMAT.md version this reader understands."""
+READABLE_VERSIONS: tuple[int, ...] = (1, FORMAT_VERSION)
+"""docs/FORMAT.md versions this reader reads: 1 (one group per case) and the current one (one image
+group per CT image, one label image per annotation under its ``labels/``)."""
 IMAGE_PAD = -1024
 """Value of image voxels outside the volume (air, in HU)."""
 LABEL_PAD = 0
@@ -37,7 +39,7 @@ LABEL_PAD = 0
 
 _REQUIRED_COLUMNS = ("case_id", "path", "shape_zyx", "split")
 _IMAGE = "0"
-_LABEL = "labels/segmentation/0"
+_LABEL_V1 = "labels/segmentation/0"
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def open_dataset(
     raw_manifest = root.read("manifest.parquet")
     if raw_manifest is None:
         raise FormatError(f"{root.url('manifest.parquet')}: missing")
-    manifest = _parse_manifest(raw_manifest, root.url("manifest.parquet"))
+    manifest = _parse_manifest(raw_manifest, root.url("manifest.parquet"), info.format_version)
     return Dataset(root, info, manifest)
 
 
@@ -111,9 +113,10 @@ def _json(raw: bytes, where: str) -> dict[str, Any]:
 
 def _check_version(doc: dict[str, Any], where: str) -> None:
     got = doc.get("format_version")
-    if got != FORMAT_VERSION:
+    if got not in READABLE_VERSIONS:
         raise FormatError(
-            f"{where}: format_version {got!r} is not supported; this reader reads version {FORMAT_VERSION}"
+            f"{where}: format_version {got!r} is not supported; this reader reads versions "
+            f"{' and '.join(str(v) for v in READABLE_VERSIONS)}"
         )
 
 
@@ -141,7 +144,7 @@ def _parse_dataset_json(doc: dict[str, Any], where: str) -> DatasetInfo:
     if target is not None and len(target) != 3:
         raise FormatError(f"{where}: target_spacing_zyx must be 3 numbers, got {spacing!r}")
     return DatasetInfo(
-        format_version=FORMAT_VERSION,
+        format_version=int(doc["format_version"]),
         version=version,
         name=str(doc.get("name", "")),
         labels=labels,
@@ -150,12 +153,13 @@ def _parse_dataset_json(doc: dict[str, Any], where: str) -> DatasetInfo:
     )
 
 
-def _parse_manifest(raw: bytes, where: str) -> pa.Table:
+def _parse_manifest(raw: bytes, where: str, format_version: int = FORMAT_VERSION) -> pa.Table:
     try:
         table = pq.read_table(io.BytesIO(raw))
     except (pa.ArrowException, OSError) as exc:
         raise FormatError(f"{where}: not a readable parquet file ({exc})") from exc
-    missing = [c for c in _REQUIRED_COLUMNS if c not in table.column_names]
+    required = _REQUIRED_COLUMNS if format_version == 1 else (*_REQUIRED_COLUMNS, "image_path")
+    missing = [c for c in required if c not in table.column_names]
     if missing:
         raise FormatError(f"{where}: missing columns {missing}; found {table.column_names}")
     ids = table.column("case_id").to_pylist()
@@ -289,8 +293,49 @@ class Case:
 
     @property
     def path(self) -> str:
-        """Case group path relative to the version root."""
+        """The case's group relative to the version root: its label image (format 2), its case group (1)."""
         return str(self.metadata["path"]).strip("/")
+
+    @property
+    def image_path(self) -> str:
+        """The group of the case's CT image relative to the version root (shared by its annotations)."""
+        if self.dataset.info.format_version == 1:
+            return self.path
+        return str(self.metadata["image_path"]).strip("/")
+
+    @property
+    def image_id(self) -> str:
+        """Id of the stored CT image (format 1: the case id, one image per case)."""
+        return str(self.metadata.get("image_id") or self.case_id)
+
+    @property
+    def annotated_labels(self) -> tuple[str, ...]:
+        """Names of the labels this annotation defines, in label order. A label it does not define is
+        unknown in its label array (not background): mask it out of the loss. Format 1: all labels."""
+        names = [n for _, n in self.dataset.info.labels]
+        given = self.metadata.get("annotated_labels")
+        if given is None:
+            return tuple(names)
+        return tuple(n for n in names if n in set(given))
+
+    @property
+    def annotation_source(self) -> str:
+        """``manual``, ``ai``, ``ai_corrected`` or ``unknown`` (format 1: ``unknown``)."""
+        return str(self.metadata.get("annotation_source") or "unknown")
+
+    def _rels(self) -> tuple[list[str], str]:
+        """(zarr.json documents: group(s), image array, label array; label array folder)."""
+        if self.dataset.info.format_version == 1:
+            return [
+                f"{self.path}/zarr.json",
+                f"{self.path}/{_IMAGE}/zarr.json",
+                f"{self.path}/{_LABEL_V1}/zarr.json",
+            ], ""
+        return [
+            f"{self.image_path}/zarr.json",
+            f"{self.image_path}/{_IMAGE}/zarr.json",
+            f"{self.path}/{_IMAGE}/zarr.json",
+        ], f"{self.path}/zarr.json"
 
     def _open(self) -> tuple[dict[str, Any], LazyArray, LazyArray]:
         if self._opened is not None:
@@ -298,13 +343,10 @@ class Case:
         with self._lock:
             if self._opened is None:
                 store = self.dataset.store
-                rels = [
-                    f"{self.path}/zarr.json",
-                    f"{self.path}/{_IMAGE}/zarr.json",
-                    f"{self.path}/{_LABEL}/zarr.json",
-                ]
+                rels, label_group = self._rels()
+                wanted = [*rels, label_group] if label_group else rels
                 docs = []
-                for rel, raw in zip(rels, store.read_many(rels), strict=True):
+                for rel, raw in zip(wanted, store.read_many(wanted), strict=True):
                     if raw is None:
                         raise FormatError(f"case {self.case_id!r}: {store.url(rel)} is missing")
                     docs.append(_json(raw, store.url(rel)))
@@ -314,8 +356,16 @@ class Case:
                         f"case {self.case_id!r}: {store.url(rels[0])} has no 'hcc_shards' attributes"
                     )
                 _check_version(attrs, store.url(rels[0]))
+                if label_group:
+                    label_attrs = (docs[3].get("attributes") or {}).get("hcc_shards")
+                    if not isinstance(label_attrs, dict):
+                        raise FormatError(
+                            f"case {self.case_id!r}: {store.url(label_group)} has no 'hcc_shards' attributes"
+                        )
+                    # One dict: the image's attributes, updated with the annotation's (docs/FORMAT.md).
+                    attrs = {**attrs, **label_attrs}
                 arrays = []
-                for rel, doc, kind in zip(rels[1:], docs[1:], ("image", "label"), strict=True):
+                for rel, doc, kind in zip(rels[1:], docs[1:3], ("image", "label"), strict=True):
                     meta = parse_array_meta(doc, where=store.url(rel))
                     if len(meta.shape) != 3:
                         raise FormatError(f"{store.url(rel)}: expected a 3-d array, got shape {meta.shape}")
@@ -367,10 +417,12 @@ class Case:
             raise FormatError(f"case {self.case_id!r}: malformed geometry attribute {geo!r} ({exc})") from exc
 
     def foreground_counts(self) -> dict[str, int]:
-        """Stored foreground locations per label name (0 for absent labels); from the attributes."""
+        """Voxels per annotated label name (0 for an absent label); from the attributes.
+
+        Labels the annotation does not define are left out: they are unknown, not empty."""
         fg = self.attributes.get("foreground") or {}
         out = {}
-        for _, name in self.dataset.info.labels:
+        for name in self.annotated_labels:
             entry = fg.get(name)
             out[name] = int(entry.get("count", 0)) if isinstance(entry, dict) else 0
         return out

@@ -95,7 +95,8 @@ class RandomPatches:
     Cases are visited in a fresh random order per block of ``len(dataset)`` positions, so every case
     is sampled equally often. With probability ``foreground_probability`` a patch is centred on a
     stored foreground location of a class drawn by ``class_weights`` among the classes present in the
-    case (clipped so the patch stays inside the volume); otherwise its start is uniform.
+    case (clipped so the patch stays inside the volume); otherwise its start is uniform. Only labels
+    the case annotates are drawn (``Case.annotated_labels``).
     """
 
     patch_size: tuple[int, int, int]
@@ -153,7 +154,10 @@ class RandomPatches:
         if forced:
             case = dataset.case(case_id)
             counts = case.foreground_counts()
-            names = [name for name, count in counts.items() if count > 0]
+            # Only labels the case annotates and holds: a label it does not define is unknown
+            # there, and class_weights never force a patch onto it.
+            annotated = set(case.annotated_labels)
+            names = [name for name, count in counts.items() if count > 0 and name in annotated]
             weights = self._weights(names)
             if names and weights.sum() > 0:
                 label = names[int(rng.choice(len(names), p=weights / weights.sum()))]

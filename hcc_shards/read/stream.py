@@ -47,6 +47,11 @@ class Patch:
     """float64 (4, 4): patch index (k, j, i, 1) -> LPS mm of the voxel centre (docs/READER.md,
     "Geometry"); the case's affine moved to the patch start."""
 
+    annotated: np.ndarray | None = None
+    """bool (labels,): whether the case annotates each foreground label, in label-value order
+    (``Dataset.label_names``). Where False the label array says nothing of that label (its voxels
+    read 0, unknown rather than background): mask that channel out of the loss."""
+
     @property
     def geometry(self) -> Geometry:
         """The patch's grid: its shape and :attr:`affine`."""
@@ -57,10 +62,12 @@ class Patch:
         return Geometry(shape=self.image.shape, affine=self.affine)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict (for collate functions): image, label, case_id, position, start, padding, affine."""
+        """Plain dict (for collate functions): image, label, annotated, case_id, position, start, padding,
+        affine."""
         return {
             "image": self.image,
             "label": self.label,
+            "annotated": self.annotated,
             "case_id": self.spec.case_id,
             "position": self.spec.position,
             "start": np.asarray(self.spec.start, dtype=np.int64),
@@ -169,7 +176,13 @@ class PatchStream:
         image, label = fetched.assemble()
         # The case's zarr.json (which holds its affine) was read to fetch the region: no extra I/O.
         affine = self.dataset.case(spec.case_id).geometry.region(spec.start, spec.size).affine
-        return Patch(image=image, label=label, spec=spec, affine=affine)
+        return Patch(
+            image=image,
+            label=label,
+            spec=spec,
+            affine=affine,
+            annotated=annotated_mask(self.dataset, spec.case_id),
+        )
 
     def generate(
         self,
@@ -324,11 +337,19 @@ def _io_executor() -> ThreadPoolExecutor:
         return _IO[1]
 
 
+def annotated_mask(dataset: Dataset, case_id: str) -> np.ndarray:
+    """bool (labels,) in label-value order: which foreground labels the case annotates."""
+    annotated = set(dataset.case(case_id).annotated_labels)
+    return np.array([name in annotated for _, name in dataset.info.labels], dtype=bool)
+
+
 def stack(patches: list[Patch]) -> dict[str, np.ndarray]:
-    """Stack patches of one size into a batch of numpy arrays (``affine``: (B, 4, 4) float64)."""
+    """Stack patches of one size into a batch of numpy arrays (``affine``: (B, 4, 4) float64,
+    ``annotated``: (B, labels) bool)."""
     return {
         "image": np.stack([p.image for p in patches]),
         "label": np.stack([p.label for p in patches]),
+        "annotated": np.stack([p.annotated for p in patches]),
         "position": np.array([p.spec.position for p in patches], dtype=np.int64),
         "start": np.array([p.spec.start for p in patches], dtype=np.int64),
         "padding": np.array([p.spec.padding for p in patches], dtype=bool),

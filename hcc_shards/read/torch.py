@@ -39,11 +39,12 @@ def distributed_rank(default_rank: int, default_world: int) -> tuple[int, int]:
 
 
 class PatchDataset(IterableDataset):
-    """Yields dicts: ``image`` (int16 tensor z, y, x), ``label`` (uint8 tensor), ``case_id`` (str),
-    ``position`` (int), ``start`` (int64 tensor (3,)), ``padding`` (bool) and ``affine`` (float64
-    tensor (4, 4), LPS, patch index (z, y, x) -> world). ``transform`` (if given) receives each such
-    dict, torch tensors already, in the DataLoader worker, before collation; it returns the dict
-    to collate and must keep ``position``."""
+    """Yields dicts: ``image`` (int16 tensor z, y, x), ``label`` (uint8 tensor), ``annotated`` (bool
+    tensor, one per foreground label: whether the case annotates it, for masked partial-label losses),
+    ``case_id`` (str), ``position`` (int), ``start`` (int64 tensor (3,)), ``padding`` (bool) and
+    ``affine`` (float64 tensor (4, 4), LPS, patch index (z, y, x) -> world). ``transform`` (if given)
+    receives each such dict, torch tensors already, in the DataLoader worker, before collation; it
+    returns the dict to collate and must keep ``position``."""
 
     def __init__(
         self,
@@ -85,6 +86,7 @@ class PatchDataset(IterableDataset):
             item["label"] = torch.from_numpy(item["label"])
             item["start"] = torch.from_numpy(item["start"])
             item["affine"] = torch.tensor(item["affine"], dtype=torch.float64)  # the affine is read-only
+            item["annotated"] = torch.from_numpy(item["annotated"])
             yield self.transform(item) if self.transform is not None else item
 
 

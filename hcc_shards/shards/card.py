@@ -11,6 +11,7 @@ import numpy as np
 from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.shards.card_annotations import annotation_lines
 from hcc_shards.shards.manifest import SPLITS, ManifestRow
 from hcc_shards.text import md_cell
 
@@ -51,13 +52,15 @@ def label_table(rows: Sequence[ManifestRow], *, grid: str = "source") -> list[di
     """
     out = []
     for lab in LABELS:
-        vols = [r.volume_ml(lab.name, grid=grid) for r in rows if r.volume_ml(lab.name, grid=grid) > 0]
+        # Counted over the annotations that define the label: one that does not is no evidence.
+        defining = [v for r in rows if (v := r.volume_ml(lab.name, grid=grid)) is not None]
+        vols = [v for v in defining if v > 0]
         out.append(
             {
                 "name": lab.name,
                 "display": lab.display,
                 "cases": len(vols),
-                "coverage": len(vols) / len(rows) if rows else 0.0,
+                "coverage": len(vols) / len(defining) if defining else 0.0,
                 "min": float(np.min(vols)) if vols else None,
                 "median": float(np.median(vols)) if vols else None,
                 "max": float(np.max(vols)) if vols else None,
@@ -158,6 +161,7 @@ def dataset_card(
                 f"{_num(rec['median'])} | {_num(rec['max'])} |"
             )
         lines.append("")
+    lines += annotation_lines(rows)
     colours = ", ".join(f"{lab.display} rgba{tuple(lab.rgba)}" for lab in LABELS)
     lines += [
         "## Quality control",

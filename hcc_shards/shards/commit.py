@@ -1,7 +1,8 @@
 """Commit a dataset version: manifest, quarantine table, card, cohort figure, dataset.json, LATEST.json.
 
-Order (docs/FORMAT.md, "Atomicity and resume"): every row's case must be complete (its
-``_COMPLETE.json`` exists); then ``manifest.parquet``, ``quarantine.parquet``, ``DATASET.md``,
+Order (docs/FORMAT.md, "Atomicity and resume"): every row's case must be complete (its image's
+marker ``complete/<image_id>.json`` exists and lists it); then ``manifest.parquet``,
+``quarantine.parquet``, ``DATASET.md``,
 ``qc/cohort.png``, ``dataset.json`` (its presence marks the version committed) and last
 ``OUTPUT/LATEST.json``. Each file is written whole (local: temporary file and rename; object
 stores: one put).
@@ -26,9 +27,10 @@ from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards.atomic import exists, put_bytes_atomic, put_json_atomic, read_json
 from hcc_shards.shards.card import dataset_card
+from hcc_shards.shards.card_annotations import AGREEMENT_PNG, agreement_png
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
-from hcc_shards.shards.writer import COMPLETE_MARKER
+from hcc_shards.shards.writer import marker_path
 from hcc_shards.text import storable
 
 __all__ = ["QUARANTINE_SCHEMA", "commit_dataset", "read_latest", "version_url"]
@@ -87,13 +89,12 @@ def commit_dataset(
     """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL."""
     vurl = version_url(output_url, config)
     rows = sorted(rows, key=lambda r: r.case_id)
-    incomplete = [
-        r.case_id for r in rows if not exists(storage.join(vurl, r.path, COMPLETE_MARKER), storage_options)
-    ]
+    incomplete = _incomplete(vurl, rows, storage_options)
     if incomplete:
         raise FormatError(
-            f"{len(incomplete)} manifest rows point at cases without {COMPLETE_MARKER} under {vurl}: "
-            f"{incomplete[:5]}; write the cases (hcc_shards.shards.write_case) before committing"
+            f"{len(incomplete)} manifest rows point at cases without a completion marker "
+            f"(complete/<image_id>.json) under {vurl}: {incomplete[:5]}; write the cases "
+            "(hcc_shards.shards.write_image) before committing"
         )
     _check_rows_match_cases(vurl, rows, storage_options)
     _check_patient_splits(rows)
@@ -122,9 +123,11 @@ def commit_dataset(
     png = cohort_png(
         [r.source_spacing_zyx for r in rows],
         [r.spacing_zyx for r in rows],
-        {lab.name: [r.volume_ml(lab.name) for r in rows] for lab in LABELS},
+        {lab.name: [v for r in rows if (v := r.volume_ml(lab.name)) is not None] for lab in LABELS},
     )
     put_bytes_atomic(storage.join(vurl, "qc", "cohort.png"), png, storage_options)
+    if (agreement := agreement_png(rows)) is not None:
+        put_bytes_atomic(storage.join(vurl, AGREEMENT_PNG), agreement, storage_options)
     split_counts = Counter(r.split for r in rows)
     dataset = {
         "format_version": FORMAT_VERSION,
@@ -160,22 +163,45 @@ def commit_dataset(
 def _check_rows_match_cases(
     vurl: str, rows: Sequence[ManifestRow], storage_options: dict[str, Any] | None
 ) -> None:
-    """Refuse a manifest whose rows are not the cases on disk: one row per case id, each case's marker
-    naming the same case and checksum, and its group metadata (``zarr.json``) present."""
+    """Refuse a manifest whose rows are not the cases on disk: one row per case id, each image's
+    marker naming the row's case with the same checksum, and the image's group metadata
+    (``zarr.json``) present."""
     ids = [r.case_id for r in rows]
     if len(ids) != len(set(ids)):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise FormatError(f"manifest lists case ids more than once: {dup[:5]}; nothing was committed")
+    markers: dict[str, dict[str, str]] = {}
     for r in rows:
-        marker = read_json(storage.join(vurl, r.path, COMPLETE_MARKER), storage_options) or {}
-        if marker.get("case_id") != r.case_id or marker.get("checksum") != r.checksum:
+        if r.image_id not in markers:
+            marker = read_json(storage.join(vurl, marker_path(r.image_id)), storage_options) or {}
+            markers[r.image_id] = {c.get("case_id"): c.get("checksum") for c in marker.get("cases", [])}
+            if not exists(storage.join(vurl, r.image_path, "zarr.json"), storage_options):
+                raise FormatError(
+                    f"image {r.image_id}: zarr.json is missing under {vurl}; nothing was committed"
+                )
+        if markers[r.image_id].get(r.case_id) != r.checksum:
             raise FormatError(
-                f"case {r.case_id}: {COMPLETE_MARKER} names case {marker.get('case_id')!r} with checksum "
-                f"{marker.get('checksum')!r}, the manifest row has {r.checksum!r}; another build wrote it "
-                "meanwhile? nothing was committed"
+                f"case {r.case_id}: the marker of image {r.image_id} gives checksum "
+                f"{markers[r.image_id].get(r.case_id)!r}, the manifest row has {r.checksum!r}; another "
+                "build wrote it meanwhile? nothing was committed"
             )
-        if not exists(storage.join(vurl, r.path, "zarr.json"), storage_options):
-            raise FormatError(f"case {r.case_id}: zarr.json is missing under {vurl}; nothing was committed")
+
+
+def _incomplete(vurl: str, rows: Sequence[ManifestRow], storage_options: dict[str, Any] | None) -> list[str]:
+    """Case ids whose image marker is missing or does not list them."""
+    listed: dict[str, set[str]] = {}
+    out = []
+    for r in rows:
+        if r.image_id not in listed:
+            marker = (
+                read_json(storage.join(vurl, marker_path(r.image_id)), storage_options)
+                if r.image_id
+                else None
+            )
+            listed[r.image_id] = {c.get("case_id") for c in (marker or {}).get("cases", [])}
+        if r.case_id not in listed[r.image_id]:
+            out.append(r.case_id)
+    return out
 
 
 def _check_patient_splits(rows: Sequence[ManifestRow]) -> None:

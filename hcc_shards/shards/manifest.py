@@ -58,16 +58,16 @@ class ManifestRow:
     """Shape of the CT grid before resampling."""
     source_spacing_zyx: _Vec3
     """CT spacing before resampling, mm."""
-    voxels_liver: int
-    """Label voxel counts in the stored grid."""
-    voxels_tumor: int
-    voxels_portal_vein: int
-    voxels_aorta: int
-    volume_ml_liver: float
-    """``voxels_* x`` stored voxel volume, millilitres."""
-    volume_ml_tumor: float
-    volume_ml_portal_vein: float
-    volume_ml_aorta: float
+    voxels_liver: int | None
+    """Label voxel counts in the stored grid; None when the annotation does not define the label."""
+    voxels_tumor: int | None
+    voxels_portal_vein: int | None
+    voxels_aorta: int | None
+    volume_ml_liver: float | None
+    """``voxels_* x`` stored voxel volume, millilitres; None when not annotated."""
+    volume_ml_tumor: float | None
+    volume_ml_portal_vein: float | None
+    volume_ml_aorta: float | None
     hu_p005: float
     """0.5th percentile of HU over the labelled (non-background) voxels; NaN when there are none."""
     hu_mean: float
@@ -87,11 +87,38 @@ class ManifestRow:
     bbox_tumor: _Box | None
     bbox_portal_vein: _Box | None
     bbox_aorta: _Box | None
-    source_volume_ml_liver: float
-    """Label volume on the CT grid as acquired (voxels x CT voxel volume), before resampling, ml."""
-    source_volume_ml_tumor: float
-    source_volume_ml_portal_vein: float
-    source_volume_ml_aorta: float
+    source_volume_ml_liver: float | None
+    """Label volume on the CT grid as acquired (voxels x CT voxel volume), before resampling, ml;
+    None when not annotated."""
+    source_volume_ml_tumor: float | None
+    source_volume_ml_portal_vein: float | None
+    source_volume_ml_aorta: float | None
+    image_id: str = ""
+    """Id of the stored CT image this annotation labels (shared by every annotation of that image)."""
+    image_path: str = ""
+    """Image group path relative to the version root: ``images/<image_id>``."""
+    annotation_source: str = "unknown"
+    """``manual``, ``ai``, ``ai_corrected`` or ``unknown`` (hcc_shards.annotation)."""
+    segment_algorithm_type: str = ""
+    """Distinct SegmentAlgorithmType values of the SEG's segments, sorted, joined by ','."""
+    seg_series_description: str = ""
+    seg_manufacturer: str = ""
+    content_creator: str = ""
+    """ContentCreatorName of the SEG ('' when absent or pseudonymised)."""
+    analysis_result_id: str = ""
+    """IDC analysis_result_id of the SEG series, when the build was given one."""
+    annotated_labels: tuple[str, ...] = tuple(lab.name for lab in LABELS)
+    """Labels the SEG defines, in label order; the other labels are not annotated (null counts)."""
+    seg_series_instance_uid: str = ""
+    reference_case_id: str = ""
+    """For an annotation that is not manual: the manual annotation of the same image it is compared
+    with (the first by case_id); '' when the image has none (or this one is manual)."""
+    dice_liver: float | None = None
+    """Dice of this annotation's label against the reference's on the stored grid; None when there
+    is no reference or either does not define the label."""
+    dice_tumor: float | None = None
+    dice_portal_vein: float | None = None
+    dice_aorta: float | None = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -113,29 +140,38 @@ class ManifestRow:
         for name in ("spacing_zyx", "origin_lps", "source_spacing_zyx"):
             kw[name] = tuple(float(v) for v in kw[name])
         kw["direction"] = tuple(tuple(float(v) for v in row) for row in kw["direction"])
-        for name in ("qc_flags", "warnings"):
+        for name in ("qc_flags", "warnings", "annotated_labels"):
             kw[name] = tuple(str(v) for v in (kw[name] or ()))
         for lab in LABELS:
             box = kw[f"bbox_{lab.name}"]
             kw[f"bbox_{lab.name}"] = None if box is None else tuple(tuple(int(v) for v in c) for c in box)
-            kw[f"voxels_{lab.name}"] = int(kw[f"voxels_{lab.name}"])
-            kw[f"volume_ml_{lab.name}"] = float(kw[f"volume_ml_{lab.name}"])
-            kw[f"source_volume_ml_{lab.name}"] = float(kw[f"source_volume_ml_{lab.name}"])
+            for prefix, kind in (("voxels", int), ("volume_ml", float), ("source_volume_ml", float)):
+                v = kw[f"{prefix}_{lab.name}"]
+                kw[f"{prefix}_{lab.name}"] = None if v is None else kind(v)
+        for lab in LABELS:
+            v = kw[f"dice_{lab.name}"]
+            kw[f"dice_{lab.name}"] = None if v is None else float(v)
         an = kw["ct_acquisition_number"]
         kw["ct_acquisition_number"] = None if an is None else int(an)
         for name in ("hu_p005", "hu_mean", "hu_p995"):
             kw[name] = float(kw[name])
         return cls(**kw)
 
-    def voxels(self, name: str) -> int:
-        return int(getattr(self, f"voxels_{name}"))
+    def annotates(self, name: str) -> bool:
+        """Whether this annotation defines label ``name`` (else its counts are None, not 0)."""
+        return name in self.annotated_labels
 
-    def volume_ml(self, name: str, *, grid: str = "stored") -> float:
-        """Label volume in ml on the ``stored`` grid or on the CT (``source``) grid."""
+    def voxels(self, name: str) -> int | None:
+        v = getattr(self, f"voxels_{name}")
+        return None if v is None else int(v)
+
+    def volume_ml(self, name: str, *, grid: str = "stored") -> float | None:
+        """Label volume in ml on the ``stored`` grid or on the CT (``source``) grid; None when not annotated."""
         if grid not in ("stored", "source"):
             raise ValueError(f"grid must be 'stored' or 'source', got {grid!r}")
         prefix = "source_volume_ml" if grid == "source" else "volume_ml"
-        return float(getattr(self, f"{prefix}_{name}"))
+        v = getattr(self, f"{prefix}_{name}")
+        return None if v is None else float(v)
 
 
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ManifestRow))
@@ -170,6 +206,18 @@ MANIFEST_SCHEMA = pa.schema(
         ("checksum", pa.string()),
         *[(f"bbox_{lab.name}", _BOX) for lab in LABELS],
         *[(f"source_volume_ml_{lab.name}", pa.float64()) for lab in LABELS],
+        ("image_id", pa.string()),
+        ("image_path", pa.string()),
+        ("annotation_source", pa.string()),
+        ("segment_algorithm_type", pa.string()),
+        ("seg_series_description", pa.string()),
+        ("seg_manufacturer", pa.string()),
+        ("content_creator", pa.string()),
+        ("analysis_result_id", pa.string()),
+        ("annotated_labels", pa.list_(pa.string())),
+        ("seg_series_instance_uid", pa.string()),
+        ("reference_case_id", pa.string()),
+        *[(f"dice_{lab.name}", pa.float64()) for lab in LABELS],
     ]
 )
 """Arrow schema of manifest.parquet; its names are :data:`MANIFEST_COLUMNS`."""

@@ -1,13 +1,16 @@
-"""Write one case as an OME-Zarr 0.5 image group (Zarr v3, sharded), completion marker last.
+"""Write the annotations of one CT image as one OME-Zarr 0.5 image group (Zarr v3, sharded).
 
-Order of operations for one case (docs/FORMAT.md, "Atomicity and resume"): (1) if
-``cases/<case_id>/_COMPLETE.json`` exists for this version, return its row (a no-op, so a resumed
-build skips the case); (2) remove whatever an interrupted attempt left under the case prefix;
-(3) class locations, bounding boxes, HU statistics and the content checksum, in memory;
-(4) the shards of the image array ``0`` and of the label array, each stored as it is encoded, then
-in one batch the documents of the root group (``ome`` and ``hcc_shards`` attributes), the arrays,
-the ``labels`` groups and the ``foreground/<label>`` arrays; (5) ``qc/<case_id>.png``;
-(6) ``_COMPLETE.json`` with the manifest row. A case is complete only when its marker exists.
+Format version 2 (docs/FORMAT.md). One image group per stored CT image (one CT series,
+acquisition and slice block), however many SEGs annotate it; under its ``labels/`` group one label
+image per annotation (case). Order of operations for one image (docs/FORMAT.md, "Atomicity and
+resume"): (1) if ``complete/<image_id>.json`` exists for this version and lists exactly these
+cases, return their rows (a no-op, so a resumed build skips the image); (2) remove the marker and
+whatever an interrupted attempt left under the image prefix; (3) per annotation: class locations,
+bounding boxes, HU statistics and the content checksum, in memory; (4) the shards of the image array
+``0`` once and of each label array, each stored as it is encoded, then in one batch the documents of
+the groups and the ``foreground`` arrays; (5) ``qc/<case_id>.png`` per annotation; (6) the marker
+``complete/<image_id>.json`` with every manifest row. An image is complete only when its marker
+exists. The marker lies outside the image group, where zarr reads nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import google_crc32c
@@ -28,6 +32,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.storage import FsspecStore, LocalStore, MemoryStore
 
 from hcc_shards import storage
+from hcc_shards.annotation import SOURCE_MANUAL
 from hcc_shards.case import Case
 from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.errors import FormatError
@@ -39,22 +44,50 @@ from hcc_shards.shards.manifest import ManifestRow
 from hcc_shards.shards.qc import case_png
 
 __all__ = [
-    "COMPLETE_MARKER",
+    "CHECKSUM_PREFIX",
+    "COMPLETE_DIR",
+    "IMAGES_DIR",
     "case_path",
     "content_checksum",
+    "image_path",
+    "label_path",
+    "marker_path",
     "open_store",
     "read_complete_case",
+    "read_complete_image",
     "write_case",
+    "write_image",
 ]
 
+IMAGES_DIR = "images"
+"""Folder of the image groups under a version root."""
+COMPLETE_DIR = "complete"
+"""Folder of the completion markers under a version root (outside every zarr group)."""
 COMPLETE_MARKER = "_COMPLETE.json"
+"""Format version 1's marker inside each case group (read only to name it in messages)."""
+CHECKSUM_PREFIX = f"hcc-shards-case-v{FORMAT_VERSION}\0".encode()
 IMAGE_FILL = -1024
 TUMOR_LIVER_RATIO_FLAG = 1.5
 
 
 def case_path(case_id: str) -> str:
-    """Case group path relative to the version root."""
+    """Format version 1's case group path (``cases/<case_id>``), relative to the version root."""
     return f"cases/{case_id}"
+
+
+def image_path(image_id: str) -> str:
+    """Image group path relative to the version root."""
+    return f"{IMAGES_DIR}/{image_id}"
+
+
+def label_path(image_id: str, case_id: str) -> str:
+    """Label image path of one annotation relative to the version root (the manifest's ``path``)."""
+    return f"{image_path(image_id)}/labels/{case_id}"
+
+
+def marker_path(image_id: str) -> str:
+    """Completion marker of one image relative to the version root."""
+    return f"{COMPLETE_DIR}/{image_id}.json"
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None, *, read_only: bool = False):
@@ -70,20 +103,33 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None, *, read_
     return FsspecStore.from_url(url, storage_options=storage_options or {}, read_only=read_only)
 
 
-def read_complete_case(
-    version_url: str, case_id: str, config: BuildConfig, storage_options: dict[str, Any] | None = None
-) -> ManifestRow | None:
-    """The manifest row of a complete case of this version, or None when it is not complete."""
-    marker = read_json(storage.join(version_url, case_path(case_id), COMPLETE_MARKER), storage_options)
+def read_complete_image(
+    version_url: str, image_id: str, config: BuildConfig, storage_options: dict[str, Any] | None = None
+) -> dict[str, ManifestRow] | None:
+    """case_id -> manifest row of a complete image of this version, or None when it is not complete."""
+    marker = read_json(storage.join(version_url, marker_path(image_id)), storage_options)
     if marker is None:
         return None
     if marker.get("format_version") != FORMAT_VERSION or marker.get("config_hash") != config.config_hash():
         raise FormatError(
-            f"{case_id}: completion marker has format_version {marker.get('format_version')} and config_hash "
+            f"{image_id}: completion marker has format_version {marker.get('format_version')} and config_hash "
             f"{marker.get('config_hash')!r}, expected {FORMAT_VERSION} and {config.config_hash()!r}; "
             "the version directory holds another build"
         )
-    return ManifestRow.from_dict(marker["row"])
+    return {c["case_id"]: ManifestRow.from_dict(c["row"]) for c in marker.get("cases", [])}
+
+
+def read_complete_case(
+    version_url: str,
+    case_id: str,
+    config: BuildConfig,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    image_id: str,
+) -> ManifestRow | None:
+    """The manifest row of ``case_id`` when its image ``image_id`` is complete, else None."""
+    rows = read_complete_image(version_url, image_id, config, storage_options)
+    return None if rows is None else rows.get(case_id)
 
 
 def write_case(
@@ -94,55 +140,120 @@ def write_case(
     *,
     split: str,
 ) -> ManifestRow:
-    """Write ``case`` under ``version_url/cases/<case_id>/`` per docs/FORMAT.md and return its row."""
-    case_id = case.case_id
-    done = read_complete_case(version_url, case_id, config, storage_options)
-    if done is not None:
-        return done
+    """Write ``case`` as the only annotation of its image (:func:`write_image`) and return its row."""
+    return write_image([case], version_url, config, storage_options, split=split)[0]
+
+
+def write_image(
+    cases: Sequence[Case],
+    version_url: str,
+    config: BuildConfig,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    split: str,
+) -> list[ManifestRow]:
+    """Write the annotations ``cases`` of one image per docs/FORMAT.md; their rows, in ``cases`` order.
+
+    Every case holds the same image (same ``stored_image_id``, geometry and values): the image is
+    stored once, each label once under ``labels/<case_id>``.
+    """
+    if not cases:
+        raise ValueError("write_image needs at least one case")
+    first = cases[0]
+    image_id = first.stored_image_id
+    ids = [c.case_id for c in cases]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{image_id}: two annotations with one case id: {sorted(ids)}")
+    for c in cases[1:]:
+        if (
+            c.stored_image_id != image_id
+            or c.geometry != first.geometry
+            or c.image.shape != first.image.shape
+        ):
+            raise ValueError(
+                f"annotation {c.case_id} is on image {c.stored_image_id}, not on {image_id} with the others"
+            )
+    done = read_complete_image(version_url, image_id, config, storage_options)
+    if done is not None and set(done) == set(ids):
+        return [done[i] for i in ids]
     if config.target_spacing is not None and not np.allclose(
-        case.geometry.spacing, config.target_spacing, rtol=1e-6, atol=0
+        first.geometry.spacing, config.target_spacing, rtol=1e-6, atol=0
     ):
         raise ValueError(
-            f"{case_id}: case spacing {case.geometry.spacing} differs from the build's target spacing "
+            f"{first.case_id}: case spacing {first.geometry.spacing} differs from the build's target spacing "
             f"{config.target_spacing}; resample the case first (hcc_shards.resample.resample_case)"
         )
-    url = storage.join(version_url, case_path(case_id))
+    marker_url = storage.join(version_url, marker_path(image_id))
+    fs_m, marker_fs_path = storage.filesystem(marker_url, storage_options)
+    if fs_m.exists(marker_fs_path):  # another set of annotations: the image is written anew
+        fs_m.rm(marker_fs_path)
+    url = storage.join(version_url, image_path(image_id))
     fs, path = storage.filesystem(url, storage_options)
     if fs.exists(path):
         fs.rm(path, recursive=True)
 
-    fg = class_foreground(
-        case.label,
-        case_id=case_id,
-        seed=config.seed,
-        min_samples=config.class_locations_samples,
-        fraction=config.class_locations_fraction,
-    )
-    hu = _hu_stats(case.image, case.label)
-    attrs = case_attributes(case, fg, config)
-    checksum = content_checksum(case.image, case.label, fg, attrs)
-    row = _manifest_row(case, fg, hu, split=split, checksum=checksum)
-    attrs["qc_flags"] = list(row.qc_flags)
-
-    # The hierarchy's documents and the small foreground arrays are made in memory and stored in
-    # one batch (one round of concurrent puts on object stores, not one put after the other);
-    # the shards, large, are stored as soon as each is encoded.
+    image_attrs = image_attributes(first, [c.case_id for c in cases], config)
     docs: dict[str, Any] = {}
     root = zarr.create_group(
         MemoryStore(docs),
         zarr_format=3,
         overwrite=True,
-        attributes={"ome": _ome_image(case), "hcc_shards": attrs},
+        attributes={"ome": _ome_image(first, image_id), "hcc_shards": image_attrs},
     )
 
     def put_shard(key: str, blob: bytes) -> None:
         storage.put_objects(fs, {f"{path}/{key}": blob})
 
-    _write_volume(root, "0", case.image, IMAGE_FILL, config, put_shard)
-    labels = root.create_group("labels", attributes={"ome": {"version": "0.5", "labels": ["segmentation"]}})
-    seg = labels.create_group("segmentation", attributes={"ome": _ome_label(case)})
-    _write_volume(seg, "0", case.label, 0, config, put_shard)
-    fg_group = root.create_group("foreground")
+    _write_volume(root, "0", first.image, IMAGE_FILL, config, put_shard)
+    labels = root.create_group("labels", attributes={"ome": {"version": "0.5", "labels": list(ids)}})
+    rows: list[ManifestRow] = []
+    for case in cases:
+        rows.append(_write_annotation(case, labels, image_attrs, config, split, put_shard))
+    rows = _with_agreement(cases, rows)
+    storage.put_objects(fs, {f"{path}/{key}": buf.to_bytes() for key, buf in docs.items()})
+
+    for case in cases:
+        title = f"{case.case_id}  {case.provenance.patient_id}  {case.annotation.source}"
+        put_bytes_atomic(
+            storage.join(version_url, "qc", f"{case.case_id}.png"),
+            case_png(case.image, case.label, case.geometry.spacing, title=title),
+            storage_options,
+        )
+    marker = {
+        "format_version": FORMAT_VERSION,
+        "image_id": image_id,
+        "config_hash": config.config_hash(),
+        "cases": [{"case_id": r.case_id, "checksum": r.checksum, "row": r.to_dict()} for r in rows],
+    }
+    put_json_atomic(marker_url, marker, storage_options)
+    return rows
+
+
+def _write_annotation(
+    case: Case,
+    labels: zarr.Group,
+    image_attrs: dict[str, Any],
+    config: BuildConfig,
+    split: str,
+    put_shard: Callable[[str, bytes], None],
+) -> ManifestRow:
+    annotated = set(case.annotation.annotated_labels)
+    fg_all = class_foreground(
+        case.label,
+        case_id=case.case_id,
+        seed=config.seed,
+        min_samples=config.class_locations_samples,
+        fraction=config.class_locations_fraction,
+    )
+    fg = {name: cf for name, cf in fg_all.items() if name in annotated}
+    hu = _hu_stats(case.image, case.label)
+    attrs = case_attributes(case, fg, config)
+    checksum = content_checksum(case.image, case.label, fg, {**image_attrs, **attrs})
+    row = _manifest_row(case, fg, hu, split=split, checksum=checksum)
+    attrs["qc_flags"] = list(row.qc_flags)
+    group = labels.create_group(case.case_id, attributes={"ome": _ome_label(case), "hcc_shards": attrs})
+    _write_volume(group, "0", case.label, 0, config, put_shard)
+    fg_group = group.create_group("foreground")
     for name, cf in fg.items():
         arr = fg_group.create_array(
             name,
@@ -151,39 +262,78 @@ def write_case(
             chunks=(max(1, cf.locations.shape[0]), 3),
             compressors=[ZstdCodec(level=config.compression_level), Crc32cCodec()],
             fill_value=0,
-            dimension_names=["sample", "zyx"],
+            # One dimension name per array: their lengths differ, and readers that align
+            # dimensions by name (xarray) refuse one name with several lengths in a group.
+            dimension_names=[f"{name}_sample", "zyx"],
         )
         if cf.locations.size:
             arr[...] = cf.locations
-    storage.put_objects(fs, {f"{path}/{key}": buf.to_bytes() for key, buf in docs.items()})
-
-    title = f"{case_id}  {case.provenance.patient_id}"
-    put_bytes_atomic(
-        storage.join(version_url, "qc", f"{case_id}.png"),
-        case_png(case.image, case.label, case.geometry.spacing, title=title),
-        storage_options,
-    )
-    marker = {
-        "format_version": FORMAT_VERSION,
-        "case_id": case_id,
-        "config_hash": config.config_hash(),
-        "checksum": checksum,
-        "row": row.to_dict(),
-    }
-    put_json_atomic(storage.join(url, COMPLETE_MARKER), marker, storage_options)
     return row
 
 
-def case_attributes(case: Case, fg: dict[str, ClassForeground], config: BuildConfig) -> dict[str, Any]:
-    """The ``hcc_shards`` attributes of a case group (docs/FORMAT.md)."""
+def _with_agreement(cases: Sequence[Case], rows: list[ManifestRow]) -> list[ManifestRow]:
+    """Rows of the annotations that are not manual, with their Dice against the image's manual one."""
+    manual = sorted((c for c in cases if c.annotation.source == SOURCE_MANUAL), key=lambda c: c.case_id)
+    if not manual:
+        return rows
+    ref = manual[0]
+    out = []
+    for case, row in zip(cases, rows, strict=True):
+        if case.annotation.source == SOURCE_MANUAL:
+            out.append(row)
+            continue
+        both = set(case.annotation.annotated_labels) & set(ref.annotation.annotated_labels)
+        dice = {
+            f"dice_{lab.name}": _dice(case.label, ref.label, lab.value) for lab in LABELS if lab.name in both
+        }
+        out.append(replace(row, reference_case_id=ref.case_id, **dice))
+    return out
+
+
+def _dice(a: np.ndarray, b: np.ndarray, value: int) -> float | None:
+    ma, mb = a == value, b == value
+    total = int(np.count_nonzero(ma)) + int(np.count_nonzero(mb))
+    if total == 0:
+        return None  # neither holds the label: agreement is not defined
+    return 2.0 * int(np.count_nonzero(ma & mb)) / total
+
+
+def image_attributes(case: Case, case_ids: Sequence[str], config: BuildConfig) -> dict[str, Any]:
+    """The ``hcc_shards`` attributes of an image group (docs/FORMAT.md)."""
     src = case.source_geometry or case.geometry
+    p = case.provenance
     attrs = {
         "format_version": FORMAT_VERSION,
-        "case_id": case.case_id,
+        "image_id": case.stored_image_id,
         "config_hash": config.config_hash(),
         "geometry": _geometry_dict(case.geometry),
         "source_geometry": _geometry_dict(src),
         "labels": {str(lab.value): lab.name for lab in LABELS},
+        "image_provenance": {
+            "patient_id": p.patient_id,
+            "study_instance_uid": p.study_instance_uid,
+            "ct_series_instance_uid": p.ct_series_instance_uid,
+            "ct_acquisition_number": p.ct_acquisition_number,
+            "frame_of_reference_uid": p.frame_of_reference_uid,
+            "ct_series_description": p.ct_series_description,
+        },
+        "annotations": sorted(case_ids),
+    }
+    if case.dicom_source is not None:
+        attrs["dicom_source"] = case.dicom_source
+    return attrs
+
+
+def case_attributes(case: Case, fg: dict[str, ClassForeground], config: BuildConfig) -> dict[str, Any]:
+    """The ``hcc_shards`` attributes of one annotation's label image (docs/FORMAT.md)."""
+    annotation = case.annotation.to_dict()
+    return {
+        "format_version": FORMAT_VERSION,
+        "case_id": case.case_id,
+        "image_id": case.stored_image_id,
+        "config_hash": config.config_hash(),
+        "annotated_labels": list(case.annotation.annotated_labels),
+        "annotation": {k: v for k, v in annotation.items() if k != "annotated_labels"},
         "foreground": {
             name: {"count": cf.count, "bbox_zyx": cf.bbox_list(), "samples": int(cf.locations.shape[0])}
             for name, cf in fg.items()
@@ -192,20 +342,20 @@ def case_attributes(case: Case, fg: dict[str, ClassForeground], config: BuildCon
         "warnings": list(case.warnings),
         "unknown_segments": list(case.unknown_segments),
     }
-    if case.dicom_source is not None:
-        attrs["dicom_source"] = case.dicom_source
-    return attrs
 
 
 def content_checksum(
     image: np.ndarray, label: np.ndarray, fg: dict[str, ClassForeground], attrs: dict[str, Any]
 ) -> str:
-    """sha256 of the decoded content: image (int16 LE), label, locations (int32 LE), attributes JSON."""
-    h = hashlib.sha256(b"hcc-shards-case-v1\0")
+    """sha256 of the decoded content: image (int16 LE), label, locations (int32 LE), attributes JSON.
+
+    ``attrs`` are the image group's ``hcc_shards`` attributes updated with the label image's."""
+    h = hashlib.sha256(CHECKSUM_PREFIX)
     h.update(np.ascontiguousarray(image, dtype="<i2").data)
     h.update(np.ascontiguousarray(label, dtype=np.uint8).data)
-    for lab in LABELS:
-        h.update(np.ascontiguousarray(fg[lab.name].locations, dtype="<i4").data)
+    for lab in LABELS:  # a label the annotation does not define has no locations (nothing hashed)
+        if lab.name in fg:
+            h.update(np.ascontiguousarray(fg[lab.name].locations, dtype="<i4").data)
     h.update(json.dumps(attrs, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
 
@@ -352,14 +502,14 @@ def _multiscales(case: Case, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def _ome_image(case: Case) -> dict[str, Any]:
-    return {"version": "0.5", "multiscales": _multiscales(case, case.case_id)}
+def _ome_image(case: Case, image_id: str) -> dict[str, Any]:
+    return {"version": "0.5", "multiscales": _multiscales(case, image_id)}
 
 
 def _ome_label(case: Case) -> dict[str, Any]:
     return {
         "version": "0.5",
-        "multiscales": _multiscales(case, "segmentation"),
+        "multiscales": _multiscales(case, case.case_id),
         "image-label": {
             "colors": [{"label-value": lab.value, "rgba": list(lab.rgba)} for lab in LABELS],
             "properties": [
@@ -408,11 +558,16 @@ def _manifest_row(
     vv = g.voxel_volume_ml
     p = case.provenance
     flags = set(case.qc_flags)
-    if fg["tumor"].count > TUMOR_LIVER_RATIO_FLAG * fg["liver"].count and fg["liver"].count:
-        flags.add("tumor_gt_1.5x_liver")
-    for lab in LABELS:
-        if fg[lab.name].count == 0:
-            flags.add(f"missing_{lab.name}")
+    if "tumor" in fg and "liver" in fg:
+        if fg["tumor"].count > TUMOR_LIVER_RATIO_FLAG * fg["liver"].count and fg["liver"].count:
+            flags.add("tumor_gt_1.5x_liver")
+    else:
+        flags.discard("tumor_gt_1.5x_liver")  # one of the two is not annotated: no ratio
+    for name, cf in fg.items():
+        if cf.count == 0:
+            flags.add(f"missing_{name}")
+    a = case.annotation
+    image_id = case.stored_image_id
     kw: dict[str, Any] = {
         "case_id": case.case_id,
         "patient_id": p.patient_id,
@@ -420,7 +575,7 @@ def _manifest_row(
         "ct_series_instance_uid": p.ct_series_instance_uid,
         "ct_acquisition_number": p.ct_acquisition_number,
         "seg_sop_instance_uid": p.seg_sop_instance_uid,
-        "path": case_path(case.case_id),
+        "path": label_path(image_id, case.case_id),
         "shape_zyx": tuple(g.shape),
         "spacing_zyx": tuple(g.spacing),
         "origin_lps": tuple(g.origin),
@@ -434,12 +589,24 @@ def _manifest_row(
         "qc_flags": tuple(sorted(flags)),
         "warnings": tuple(case.warnings),
         "checksum": checksum,
+        "image_id": image_id,
+        "image_path": image_path(image_id),
+        "annotation_source": a.source,
+        "segment_algorithm_type": a.segment_algorithm_type,
+        "seg_series_description": a.seg_series_description,
+        "seg_manufacturer": a.seg_manufacturer,
+        "content_creator": a.content_creator,
+        "analysis_result_id": a.analysis_result_id,
+        "annotated_labels": tuple(a.annotated_labels),
+        "seg_series_instance_uid": p.seg_series_instance_uid,
     }
     source_counts = case.label_voxels_on_source()
     for lab in LABELS:
-        cf = fg[lab.name]
-        kw[f"voxels_{lab.name}"] = cf.count
-        kw[f"volume_ml_{lab.name}"] = cf.count * vv
-        kw[f"bbox_{lab.name}"] = cf.bbox_zyx
-        kw[f"source_volume_ml_{lab.name}"] = source_counts[lab.value] * src.voxel_volume_ml
+        cf = fg.get(lab.name)  # None: the annotation does not define the label (null, never 0)
+        kw[f"voxels_{lab.name}"] = None if cf is None else cf.count
+        kw[f"volume_ml_{lab.name}"] = None if cf is None else cf.count * vv
+        kw[f"bbox_{lab.name}"] = None if cf is None else cf.bbox_zyx
+        kw[f"source_volume_ml_{lab.name}"] = (
+            None if cf is None else source_counts[lab.value] * src.voxel_volume_ml
+        )
     return ManifestRow(**kw)

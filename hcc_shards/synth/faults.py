@@ -537,15 +537,14 @@ def _unknown_segments(p: _Patient) -> InjectedFault:
 
 
 def _two_segs(p: _Patient) -> InjectedFault:
+    # A true duplicate: the same SEG instance (one SOPInstanceUID) in a second file. A second SEG
+    # with its own SOPInstanceUID is another annotation and becomes its own case.
     seg = p.read(p.seg_rel)
-    sop, series = p.uid("second_seg"), p.uid("second_seg_series")
-    seg.SOPInstanceUID = sop
-    seg.file_meta.MediaStorageSOPInstanceUID = sop
-    seg.SeriesInstanceUID = series
-    seg.SeriesNumber = SEG_SERIES_NUMBER + 1
-    rel = p.new_rel(SEG_SERIES_NUMBER + 1, "Segmentation 2", series, sop)
+    sop = str(seg.SOPInstanceUID)
+    rel = p.new_rel(SEG_SERIES_NUMBER + 1, "Segmentation 2", p.uid("second_seg_folder"), sop)
     p.write(rel, seg)
-    return p.done(Fault.TWO_SEGS, [rel], rel, sop)
+    # The first file by URL is kept; the record names the other one.
+    return p.done(Fault.TWO_SEGS, [rel], max(rel, p.seg_rel), sop)
 
 
 def _memory_bomb(p: _Patient) -> InjectedFault:

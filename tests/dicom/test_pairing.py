@@ -93,13 +93,24 @@ def test_stacked_phases_take_the_majority_acquisition_with_a_warning():
     assert pairing.frame_slices[-2:] == (9, 10)
 
 
-def test_two_segs_on_one_acquisition_keep_the_first_deterministically():
+def test_two_segs_on_one_acquisition_are_two_annotations_of_one_image():
     ct = headers(ZS)
-    a, b = seg_header(ct[:4], uid="5.2", series_number=300), seg_header(ct[:6], uid="5.1", series_number=301)
+    a, b = seg_header(ct[:4], uid="5.2", series_number=300), seg_header(ct[:6], uid="5.1", series_number=300)
     for order in ([*ct, a, b], [b, *ct, a]):
+        pairings, records = pair_patient(order, CONFIG)
+        assert records == []
+        assert sorted(p.seg.sop_instance_uid for p in pairings) == ["5.1", "5.2"]
+        assert len({p.image_key for p in pairings}) == 1
+
+
+def test_two_files_of_one_seg_instance_are_a_duplicate_seg():
+    ct = headers(ZS)
+    seg = seg_header(ct[:4], uid="5.2")
+    copy = replace(seg, url="memory://zz/copy-of-seg.dcm")
+    for order in ([*ct, seg, copy], [copy, *ct, seg]):
         (pairing,), records = pair_patient(order, CONFIG)
-        assert pairing.seg.sop_instance_uid == "5.2"
-        assert [(r.code, r.sop_instance_uid) for r in records] == [(Reason.DUPLICATE_SEG, "5.1")]
+        assert pairing.seg.url == min(seg.url, copy.url)
+        assert [(r.code, r.url) for r in records] == [(Reason.DUPLICATE_SEG, max(seg.url, copy.url))]
 
 
 def test_same_instance_twice_is_read_once():

@@ -14,6 +14,9 @@ from hcc_shards.dicom.plan import plan_records
 
 CASE_FIELDS = {
     "kind",
+    "image_id",
+    "annotation_source",
+    "annotated_labels",
     "case_id",
     "patient_id",
     "seg_sop_instance_uid",
@@ -47,7 +50,9 @@ def test_plan_json_records(plan_lines):
     cases = [r for r in plan_lines if r["kind"] == "case"]
     assert all(set(r) == CASE_FIELDS for r in cases)
     liver = next(r for r in cases if r["seg_sop_instance_uid"].endswith(".665796"))
-    assert liver["voxels"] == {"liver": 107098, "tumor": 0, "portal_vein": 0, "aorta": 0}
+    # A SEG of the liver alone annotates nothing else: the other labels are null, not 0.
+    assert liver["voxels"] == {"liver": 107098, "tumor": None, "portal_vein": None, "aorta": None}
+    assert liver["annotated_labels"] == ["liver"]
     assert liver["ct_acquisition_number"] == 1 and liver["pairing_method"] == "referenced_series"
     assert liver["shape_zyx"] == [3, 512, 512]
     quarantined = [r for r in plan_lines if r["kind"] == "quarantine"]

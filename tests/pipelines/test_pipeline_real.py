@@ -70,9 +70,13 @@ def test_every_complete_pair_is_a_case_or_a_named_duplicate(real_build) -> None:
             ct_series_with_case.add(ct_series)
         else:
             assert str(seg_path) in duplicates, f"{seg}: neither a case nor a duplicate"
-    # One case per annotated CT series: ct-3slice, 23x38x3, 24x38x3, CT2, ct_image.
-    assert len(ct_series_with_case) == len(rows) == 5
-    assert summary.cases_written == 5
+    # Every SEG is a case; its CT series is one of ct-3slice, 23x38x3, 24x38x3, CT2, ct_image, and
+    # each annotated CT image is stored once, however many SEGs annotate it.
+    assert len(ct_series_with_case) == 5
+    assert summary.cases_written == len(rows) >= 5
+    images = {r["image_id"] for r in rows}
+    assert len(images) == len({(r["ct_series_instance_uid"], r["ct_acquisition_number"]) for r in rows})
+    assert sorted(p.name for p in (version / "images").iterdir()) == sorted(images)
 
 
 def test_real_cases_hold_their_labels(real_build) -> None:
@@ -82,12 +86,16 @@ def test_real_cases_hold_their_labels(real_build) -> None:
     assert liver["source_shape_zyx"] == [3, 512, 512]
     assert liver["voxels_liver"] > 100_000
     ct2 = next(
-        r for r in rows.values() if r["source_shape_zyx"][0] == 3 and r["voxels_tumor"] > 0 and r["warnings"]
+        r
+        for r in rows.values()
+        if r["source_shape_zyx"][0] == 3 and (r["voxels_tumor"] or 0) > 0 and r["warnings"]
     )
     assert any("gap" in w for w in ct2["warnings"]), ct2["warnings"]
     for row in rows.values():
-        assert (version / row["path"] / "_COMPLETE.json").exists()
-        assert sum(row[f"voxels_{n}"] for n in ("liver", "tumor", "portal_vein", "aorta")) > 0
+        assert (version / "complete" / f"{row['image_id']}.json").exists()
+        assert sum(row[f"voxels_{n}"] or 0 for n in ("liver", "tumor", "portal_vein", "aorta")) > 0
+        for n in ("liver", "tumor", "portal_vein", "aorta"):  # null exactly where not annotated
+            assert (row[f"voxels_{n}"] is None) == (n not in row["annotated_labels"]), (n, row["case_id"])
 
 
 def test_orphan_seg_and_non_dicom_files_are_quarantined(real_build) -> None:

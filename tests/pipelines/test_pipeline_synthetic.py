@@ -52,7 +52,10 @@ def test_every_expected_case_is_built_from_the_right_series(tcia_cohort: Cohort,
             p.ct_acquisition_number,
         ), p.quirk
         assert sorted(row["qc_flags"]) == sorted(p.expected_qc_flags), p.patient_id
-        assert (version_dir(output) / row["path"] / "_COMPLETE.json").exists()
+        marker = json.loads((version_dir(output) / "complete" / f"{row['image_id']}.json").read_text())
+        assert row["case_id"] in [c["case_id"] for c in marker["cases"]]
+        assert row["path"] == f"{row['image_path']}/labels/{row['case_id']}"
+        assert row["annotation_source"] == "manual", row["warnings"]
         assert row["split"] in ("train", "val", "test")
 
 

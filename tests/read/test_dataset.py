@@ -129,7 +129,11 @@ def _write_json(path, doc):
     ("target", "content", "message"),
     [
         ("LATEST.json", "{not json", r"LATEST.json: not valid JSON"),
-        ("LATEST.json", {"format_version": 2, "path": "versions/x"}, r"format_version 2 is not supported"),
+        (
+            "LATEST.json",
+            {"format_version": 3, "path": "versions/x"},
+            r"format_version 3 is not supported; this reader reads versions 1 and 2",
+        ),
         ("LATEST.json", {"format_version": 1}, r"expected a non-empty 'path' string, got None"),
         ("versions/0123456789ab/dataset.json", {"format_version": 1}, r"expected a non-empty 'config_hash'"),
         ("versions/0123456789ab/dataset.json", [1, 2], r"expected a JSON object, got list"),

@@ -132,7 +132,7 @@ def test_corrupted_chunk_of_a_written_case_names_it(zstd_built, tmp_path):
     shutil.copytree(url, root)
     ds = open_dataset(str(root))
     case = ds.case(cases[0].case_id)
-    shard = os.path.join(str(root), "versions", ds.version, case.path, "0", "c", "0", "0", "0")
+    shard = os.path.join(str(root), "versions", ds.version, case.image_path, "0", "c", "0", "0", "0")
     with open(shard, "r+b") as f:
         f.seek(case.image.meta.index_nbytes + 3)  # inside the first stored chunk
         byte = f.read(1)

@@ -97,13 +97,13 @@ def _kill_at_random_moment(proc: subprocess.Popen, out: Path, rng: random.Random
     k = rng.randrange(4)
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:
-        done = len(list(out.glob("versions/*/cases/*/_COMPLETE.json")))
-        started = any(out.glob("versions/*/cases/*"))
+        done = len(list(out.glob("versions/*/complete/*.json")))
+        started = any(out.glob("versions/*/images/*"))
         if (k == 0 and started) or (k > 0 and done >= k):
             break
         time.sleep(0.005)
     time.sleep(rng.uniform(0.0, 0.4))
-    markers = len(list(out.glob("versions/*/cases/*/_COMPLETE.json")))
+    markers = len(list(out.glob("versions/*/complete/*.json")))
     committed = (out / "LATEST.json").exists()
     if not _kill(proc):
         return None

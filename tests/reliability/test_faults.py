@@ -90,12 +90,14 @@ def test_faults_beam_build(cohorts: Cohorts, tmp_path: Path) -> None:
         assert row == clean_rows[cid], cid
     # Every stored byte of every healthy case (arrays, attributes, marker, QC image) is the same.
     clean_files, faulted_files = files_of(cv), files_of(fv)
-    for cid in faulted_rows:
-        for prefix in (f"cases/{cid}/", f"qc/{cid}.png"):
+    for cid, row in faulted_rows.items():
+        image = row["image_id"]
+        for prefix in (f"images/{image}/", f"complete/{image}.json", f"qc/{cid}.png"):
             a = {k: v for k, v in clean_files.items() if k.startswith(prefix)}
             b = {k: v for k, v in faulted_files.items() if k.startswith(prefix)}
             assert a and a == b, f"{cid}: {prefix} differs"
-    assert not [k for k in faulted_files if k.startswith("cases/") and k.split("/")[1] not in faulted_rows]
+    images = {r["image_id"] for r in faulted_rows.values()}
+    assert not [k for k in faulted_files if k.startswith("images/") and k.split("/")[1] not in images]
 
 
 @pytest.mark.soak

@@ -76,7 +76,7 @@ def test_layout_and_latest(built):
     assert vurl == f"{out}/versions/{CONFIG.config_hash()}"
     latest = json.loads(_text(f"{out}/LATEST.json"))
     assert latest == {
-        "format_version": 1,
+        "format_version": 2,
         "version": CONFIG.config_hash(),
         "path": f"versions/{CONFIG.config_hash()}",
     }
@@ -88,9 +88,10 @@ def test_layout_and_latest(built):
     assert leftovers == [], "atomic writes leave no temporary files"
     for r in rows:
         assert PILImage.open(f"{vurl}/qc/{r.case_id}.png").format == "PNG"
-        group = zarr.open_group(open_store(f"{vurl}/{r.path}", read_only=True), mode="r")
+        group = zarr.open_group(open_store(f"{vurl}/{r.image_path}", read_only=True), mode="r")
         Image.from_zarr(group)
-        ImageLabel.from_zarr(group["labels/segmentation"])
+        ImageLabel.from_zarr(group[f"labels/{r.case_id}"])
+        assert r.path == f"{r.image_path}/labels/{r.case_id}"
 
 
 def test_manifest_columns_and_order(built):
@@ -111,7 +112,7 @@ def test_manifest_columns_and_order(built):
 def test_dataset_json(built):
     _, vurl, _, _ = built
     d = json.loads(_text(f"{vurl}/dataset.json"))
-    assert d["format_version"] == 1 and d["config_hash"] == CONFIG.config_hash()
+    assert d["format_version"] == 2 and d["config_hash"] == CONFIG.config_hash()
     assert d["target_spacing_zyx"] == [2.5, 2.5, 2.5]
     assert [lab["name"] for lab in d["labels"]] == ["liver", "tumor", "portal_vein", "aorta"]
     assert d["labels"][0]["rgba"] == [255, 0, 0, 255]
@@ -171,7 +172,7 @@ def test_card_tables(built):
 
 def test_commit_refuses_incomplete_cases_and_split_leaks(built, tmp_path):
     _, _, rows, _ = built
-    with pytest.raises(FormatError, match=r"without _COMPLETE\.json"):
+    with pytest.raises(FormatError, match=r"without a completion marker"):
         commit_dataset(str(tmp_path), rows, [], CONFIG, {})
     out, _, rows, _ = built
     same_patient = [r for r in rows if r.patient_id == "HCC_003"]

@@ -54,8 +54,24 @@ EXTRA_COLUMNS = [
     "source_volume_ml_tumor",
     "source_volume_ml_portal_vein",
     "source_volume_ml_aorta",
+    "image_id",
+    "image_path",
+    "annotation_source",
+    "segment_algorithm_type",
+    "seg_series_description",
+    "seg_manufacturer",
+    "content_creator",
+    "analysis_result_id",
+    "annotated_labels",
+    "seg_series_instance_uid",
+    "reference_case_id",
+    "dice_liver",
+    "dice_tumor",
+    "dice_portal_vein",
+    "dice_aorta",
 ]
-"""Columns added after the fixed ones: label volumes on the CT grid as acquired."""
+"""Columns added after the fixed ones: label volumes on the CT grid as acquired, then (format 2)
+the stored image and where the annotation comes from."""
 
 
 def make_row(case_id="HCC_001_00000001", patient="HCC_001", split="train", acq=2, **kw):
@@ -104,6 +120,25 @@ def make_row(case_id="HCC_001_00000001", patient="HCC_001", split="train", acq=2
 def test_columns_are_exactly_the_contract():
     assert list(MANIFEST_COLUMNS) == ISSUE_COLUMNS + EXTRA_COLUMNS
     assert rows_to_table([make_row()]).column_names == ISSUE_COLUMNS + EXTRA_COLUMNS
+
+
+def test_labels_not_annotated_are_null_in_the_table():
+    row = make_row(
+        annotated_labels=("liver", "tumor"),
+        annotation_source="ai",
+        **{
+            f"{p}_{n}": None
+            for p in ("voxels", "volume_ml", "source_volume_ml")
+            for n in ("portal_vein", "aorta")
+        },
+        bbox_aorta=None,
+    )
+    table = rows_to_table([row])
+    assert table.column("voxels_portal_vein").to_pylist() == [None]
+    assert table.column("volume_ml_aorta").to_pylist() == [None]
+    assert table.column("annotated_labels").to_pylist() == [["liver", "tumor"]]
+    back = ManifestRow.from_dict(table.to_pylist()[0])
+    assert back == row and back.voxels("aorta") is None and not back.annotates("aorta")
 
 
 def test_dict_and_pickle_round_trip():
