@@ -28,7 +28,7 @@ import json
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -262,7 +262,8 @@ class TwinPatientTruth:
     segs: tuple[TwinSegTruth, ...]
     files: int
     bytes: int
-    seconds: float = 0.0
+    seconds: float = field(default=0.0, compare=False)
+    """Wall time spent generating it; not stored."""
 
 
 def generate_twin_patient(patient: TwinPatient, seed: int, pixels: int, target: Target) -> TwinPatientTruth:
