@@ -31,6 +31,8 @@ class Reason(StrEnum):
     UNSUPPORTED_MODALITY = "unsupported_modality"
     DUPLICATE_INSTANCE = "duplicate_instance"
     STORAGE_ERROR = "storage_error"
+    MISSING_OBJECTS = "missing_objects"
+    """A series an index names (idc://) has no object under its prefix in the bucket."""
     INTERNAL_ERROR = "internal_error"
     CASE_ID_COLLISION = "case_id_collision"
     """Two inputs (or an input and a case already written) map to one case id: never merged."""

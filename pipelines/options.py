@@ -17,7 +17,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from hcc_shards import storage
+from hcc_shards import idc, storage
 from hcc_shards.annotation import parse_sources
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError, UnknownFlagError
@@ -176,6 +176,10 @@ class BuildPlan:
     """Redistribute listing tasks and files across workers before indexing (pipelines.transforms)."""
     allow_empty: bool = False
     """Commit a version with no case (otherwise such a build commits nothing)."""
+    input_index: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    """Per ``idc://`` entry, what the index says the build touches and which index said it
+    (:meth:`hcc_shards.idc.IdcSelection.record`); kept in dataset.json's summary. The analysis result
+    of each selected series goes into ``config.analysis_result_ids`` (it decides annotation_source)."""
 
     def __post_init__(self) -> None:
         if not self.input_url:
@@ -192,6 +196,9 @@ class BuildPlan:
             if entry.startswith(INPUT_LIST_MARK):
                 if not entry[1:].strip():
                     raise ConfigError(f"INPUT entry {entry!r} names no list file; expected @URL")
+                continue
+            if idc.is_idc_url(entry):
+                idc.parse_url(entry)
                 continue
             cleaned = clean_input_entry(entry, "INPUT")
             if storage.join(self.output_url, "") == storage.join(cleaned, ""):
@@ -230,6 +237,12 @@ class BuildPlan:
             )
         if key:
             updates["pseudonymize_key"] = key
+        selections = idc_selections(o.input or "")
+        if selections:
+            in_opts = idc.storage_options_for(selections[0].query.protocol, in_opts)
+            updates["analysis_result_ids"] = tuple(
+                sorted({p for sel in selections for p in sel.analysis_results})
+            )
         return cls(
             input_url=o.input or "",
             output_url=o.output or "",
@@ -243,6 +256,7 @@ class BuildPlan:
             target_join=o.target_join,
             spread_inputs=o.spread_inputs != "false",
             allow_empty=bool(o.allow_empty),
+            input_index=tuple(sel.record() for sel in selections),
         )
 
 
@@ -281,8 +295,37 @@ def check_flags(argv: list[str]) -> None:
 
 
 def input_entries(text: str) -> list[str]:
-    """INPUT split at commas, each entry stripped, empty ones dropped (no I/O)."""
-    return [e.strip() for e in str(text or "").split(",") if e.strip()]
+    """INPUT split at commas, each entry stripped, empty ones dropped (no I/O).
+
+    Commas inside the query of an ``idc://`` entry (``?patients=HCC_001,HCC_002``) stay in it: a
+    piece that is neither a URL nor an @list continues the ``idc://...?`` entry before it.
+    """
+    out: list[str] = []
+    for piece in (e.strip() for e in str(text or "").split(",")):
+        if not piece:
+            continue
+        continues = out and idc.is_idc_url(out[-1]) and "?" in out[-1]
+        if continues and "://" not in piece and not piece.startswith(INPUT_LIST_MARK):
+            out[-1] = f"{out[-1]},{piece}"
+        else:
+            out.append(piece)
+    return out
+
+
+def idc_selections(text: str) -> tuple[idc.IdcSelection, ...]:
+    """The ``idc://`` entries of INPUT, resolved through the IDC index (a local file, no network)."""
+    return tuple(idc.resolve(e) for e in input_entries(text) if idc.is_idc_url(e))
+
+
+def indexed_inputs(text: str) -> dict[str, idc.IdcSeries]:
+    """Prefix -> index row of every series an ``idc://`` entry of INPUT names.
+
+    The listing turns such a prefix with no object under it into a ``missing_objects`` record
+    instead of failing the build: the index, not the user, named it.
+    """
+    return {
+        series.prefix(sel.query.protocol): series for sel in idc_selections(text) for series in sel.series
+    }
 
 
 def clean_input_entry(entry: str, where: str) -> str:
@@ -347,7 +390,7 @@ def resolve_inputs(text: str, storage_options: dict[str, Any] | None = None) -> 
     """INPUT -> the prefixes and object URLs the build lists, in a deterministic order.
 
     Reads every ``@URL`` list file (remote ones with ``storage_options``, as --label_map),
-    cleans each entry (:func:`clean_input_entry`), drops duplicates and entries inside another
+    expands every ``idc://`` entry into its series' prefixes (:mod:`hcc_shards.idc`), cleans each entry (:func:`clean_input_entry`), drops duplicates and entries inside another
     entry (an object under a listed prefix, a prefix under another), and sorts the rest. Entries
     must share one protocol (the storage options apply to all). Local entries must exist; remote
     ones are checked by the listing step, where the workers' credentials apply.
@@ -358,6 +401,8 @@ def resolve_inputs(text: str, storage_options: dict[str, Any] | None = None) -> 
     for entry in input_entries(text):
         if entry.startswith(INPUT_LIST_MARK):
             lists.append(entry[1:].strip())
+        elif idc.is_idc_url(entry):
+            entries.extend(idc.resolve(entry).prefixes())
         else:
             entries.append(clean_input_entry(entry, "INPUT"))
     if not entries and not lists:

@@ -44,7 +44,9 @@ from hcc_shards.dicom.decode import annotation_of, decode_image_group, image_id_
 from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
+from hcc_shards.dicom.plan import missing_objects
 from hcc_shards.errors import QuarantineError
+from hcc_shards.idc import IdcSeries
 from hcc_shards.preflight import drop_datasets
 from hcc_shards.pseudonymize import Pseudonymizer
 from hcc_shards.quarantine import QuarantineRecord, Reason
@@ -60,7 +62,7 @@ from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
 from hcc_shards.shards.writer import image_path, read_complete_image, write_image
 from hcc_shards.text import shown
-from pipelines.options import BuildPlan, resolve_inputs
+from pipelines.options import BuildPlan, indexed_inputs, resolve_inputs
 
 _LOG = logging.getLogger("hcc_shards.build")
 
@@ -93,6 +95,9 @@ class ListingTask:
     of IDC series): the roots are dealt out to the tasks and each task lists its own roots whole."""
     exclude: tuple[str, ...] = ()
     """Prefixes never listed: the build's own OUTPUT (when it lies inside INPUT)."""
+    from_index: tuple[tuple[str, IdcSeries], ...] = ()
+    """(root, index row) of this task's roots that the IDC index named (``idc://``): such a root
+    without objects becomes a ``missing_objects`` record."""
 
 
 @dataclass(frozen=True)
@@ -112,12 +117,17 @@ def listing_tasks(plan: BuildPlan) -> list[ListingTask]:
     construction of a pipeline over prefixes stays offline.
     """
     roots = resolve_inputs(plan.input_url, plan.input_storage_options)
+    indexed = indexed_inputs(plan.input_url)
+
+    def named(mine: tuple[str, ...]) -> tuple[tuple[str, IdcSeries], ...]:
+        return tuple((r, indexed[r]) for r in mine if r in indexed)
+
     n = plan.listing_shards
     out = plan.output_url
     own = (os.path.abspath(out.removeprefix("file://")) if storage.protocol_of(out) == "file" else out,)
     if len(roots) < n:
-        return [ListingTask(roots, i, n, split=True, exclude=own) for i in range(n)]
-    return [ListingTask(roots[i::n], i, n, exclude=own) for i in range(n)]
+        return [ListingTask(roots, i, n, split=True, exclude=own, from_index=named(roots)) for i in range(n)]
+    return [ListingTask(roots[i::n], i, n, exclude=own, from_index=named(roots[i::n])) for i in range(n)]
 
 
 def shard_of(name: str, shards: int) -> int:
@@ -136,21 +146,27 @@ def url_key(url: str) -> str:
     return hashlib.sha1(name_bytes(url)).hexdigest()
 
 
-def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileRef]:
+def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileRef | QuarantineRecord]:
     """Every object this task owns under its roots, sorted by URL, each once.
 
     A root that is neither an object nor a prefix with objects under it (nor an existing local
     folder) is an error that names it: a typo in INPUT or in a list file fails the build in this
-    first stage, before any header is read.
+    first stage, before any header is read. A root that an index named (``idc://``) is not the
+    user's typo: it becomes a ``missing_objects`` record (from the one task that owns its name)
+    and the build goes on.
     """
     refs: dict[str, FileRef] = {}
     missing: list[str] = []
+    records: list[QuarantineRecord] = []
+    named = dict(task.from_index)
     for root in task.roots:
         found = _list_root(root, task, storage_options)
-        if found is None:
-            missing.append(root)
-        else:
+        if found is not None:
             refs.update((r.url, r) for r in found)
+        elif root not in named:
+            missing.append(root)
+        elif not task.split or shard_of(root.rsplit("/", 1)[-1], task.shards) == task.shard:
+            records.append(missing_objects(named[root], root))
     if missing:
         names = ", ".join(repr(m) for m in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -159,10 +175,11 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
         )
     kept = set(drop_datasets(sorted(refs)))
     own = [storage.join(o, "") + "/" for o in task.exclude]
-    return sorted(
+    listed = sorted(
         (r for u, r in refs.items() if u in kept and not any(u.startswith(o) for o in own)),
         key=lambda r: r.url,
     )
+    return [*listed, *records]
 
 
 MAX_SPLIT_DEPTH = 3
@@ -234,11 +251,15 @@ def is_not_record(item: object) -> bool:
 # -- 2. header index ---------------------------------------------------------------------
 
 
-def index_one(ref: FileRef, plan: BuildPlan) -> InstanceHeader | QuarantineRecord:
+def index_one(ref: FileRef | QuarantineRecord, plan: BuildPlan) -> InstanceHeader | QuarantineRecord:
     """The header of one file, or why not; unexpected errors become ``internal_error`` records.
 
-    With a pseudonymization key, identifiers are replaced here, before anything else sees them.
+    A record from the listing (``missing_objects``) passes through. With a pseudonymization key,
+    identifiers are replaced here, before anything else sees them.
     """
+    if isinstance(ref, QuarantineRecord):
+        pseudo = _pseudonymizer(plan.config.pseudonymize_key)
+        return ref if pseudo is None else pseudo.record(ref, [ref.url])
     try:
         result = _with_retries(lambda: index_file(ref.url, plan.input_storage_options, plan.config))
     except Exception as exc:
@@ -272,6 +293,8 @@ class IndexStats:
 def index_stats(item: InstanceHeader | QuarantineRecord) -> IndexStats:
     if isinstance(item, InstanceHeader):
         return IndexStats(files=1, headers=1, bytes_read=int(item.bytes_read))
+    if item.stage == "list":  # a series with no object: nothing was listed
+        return IndexStats()
     return IndexStats(files=1)
 
 
@@ -672,11 +695,15 @@ class Summary:
     refused: str = ""
     """Why nothing was committed although something changed ('' when committed or unchanged):
     a build with no case to write leaves LATEST.json as it was unless --allow_empty."""
+    input_index: tuple[dict[str, Any], ...] = ()
+    """Per ``idc://`` INPUT entry: the index's counts and version (idc-index-data, IDC release);
+    empty for other inputs."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["quarantined_by_reason"] = dict(self.quarantined_by_reason)
         d["target_spacing_zyx"] = list(self.target_spacing_zyx) if self.target_spacing_zyx else None
+        d["input_index"] = [dict(x) for x in self.input_index]
         return d
 
     @classmethod
@@ -687,6 +714,7 @@ class Summary:
         )
         ts = d.get("target_spacing_zyx")
         d["target_spacing_zyx"] = tuple(ts) if ts else None
+        d["input_index"] = tuple(dict(x) for x in d.get("input_index") or ())
         return cls(**d)
 
 
@@ -758,6 +786,7 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
         cases_per_minute=round(60.0 * done / wall, 3) if wall else 0.0,
         committed=not unchanged,
         target_spacing_zyx=config.target_spacing,
+        input_index=plan.input_index,
     )
     if not unchanged and not g.rows and not plan.allow_empty:
         summary = replace(

@@ -1,7 +1,8 @@
 """``hcc-shards build INPUT [INPUT ...] OUTPUT [options] [Beam flags]``: build a dataset with Apache Beam.
 
-INPUT is a prefix or object URL, several of them (one after the other or comma-separated), or
-``@LIST``: a text file with one prefix or object URL per line (docs/RUNNERS.md, "Inputs").
+INPUT is a prefix or object URL, several of them (one after the other or comma-separated),
+``@LIST``: a text file with one prefix or object URL per line, or ``idc://COLLECTION[?filters]``:
+a collection of Imaging Data Commons resolved through its index (docs/RUNNERS.md, "Inputs").
 
 Our options may come before or after INPUT OUTPUT; any other flag (``--runner=...``,
 ``--temp_location=...``, ``--dask_npartitions=...``) is handed to Beam unchanged. See
@@ -69,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="INPUT",
         nargs="+",
         help="DICOM to build: a local folder, gs:// or s3:// prefix or object URL; several (given one "
-        "after the other or comma-separated); or @LIST, a text file (local, gs://, s3://) with one "
-        "prefix or object URL per line",
+        "after the other or comma-separated); @LIST, a text file (local, gs://, s3://) with one "
+        "prefix or object URL per line; or idc://COLLECTION[?patients=..&modalities=..&analysis=..] "
+        "(resolved offline through the IDC index; needs the idc extra)",
     )
     parser.add_argument("output", metavar="OUTPUT", help="dataset root: local folder, gs:// or s3:// prefix")
     _add_flags(parser)
@@ -123,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     argv = beam_argv(args)
     try:
+        _print_index_totals(argv)
         summary = run_build(argv, progress=not args.quiet)
     except OperatorError as exc:
         print(f"hcc-shards build: {shown(exc, limit=None)}", file=sys.stderr)
@@ -138,6 +141,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(format_summary(summary))
     return 0
+
+
+def _print_index_totals(argv: list[str]) -> None:
+    """For every ``idc://`` INPUT entry, what the IDC index says the build will touch (before it reads)."""
+    from hcc_shards.idc import format_index_record
+    from pipelines.options import idc_selections
+
+    text = next((a.partition("=")[2] for a in argv if a.startswith("--input=")), "")
+    for selection in idc_selections(text):
+        print(f"[hcc-shards] {format_index_record(selection.record())}", file=sys.stderr, flush=True)
 
 
 def _missing_input(exc: BaseException) -> str | None:

@@ -10,7 +10,12 @@ from hcc_shards.commands import add_storage_options, storage_options_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT", help="folder, bucket prefix (gs://, s3://) or single file")
+    parser.add_argument(
+        "input",
+        metavar="INPUT",
+        help="folder, bucket prefix (gs://, s3://), single file, or idc://COLLECTION[?filters] "
+        "(the IDC index's counts are printed first)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines as in docs/FORMAT.md 'Plan records'")
     add_storage_options(parser)
     parser.add_argument("--config", metavar="FILE", help="BuildConfig as JSON (BuildConfig.to_dict())")

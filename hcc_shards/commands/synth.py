@@ -1,4 +1,8 @@
-"""``hcc-shards synth OUT --patients N``: write a synthetic HCC-TACE-Seg look-alike cohort."""
+"""``hcc-shards synth OUT --patients N``: write a synthetic HCC-TACE-Seg look-alike cohort.
+
+``hcc-shards synth OUT --twin hcc_tace_seg``: write the twin of an IDC collection instead, every
+series of the IDC index with its real identifiers and instance counts (hcc_shards.synth.twin).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,25 @@ from hcc_shards.commands import add_storage_options, storage_options_of
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="root of the DICOM tree: a local path or fsspec URL")
-    parser.add_argument("--patients", type=int, required=True, help="number of patients (HCC_001 ...)")
+    parser.add_argument(
+        "--patients", type=int, default=None, help="number of patients (HCC_001 ...); not with --twin"
+    )
+    parser.add_argument(
+        "--twin",
+        metavar="COLLECTION",
+        default=None,
+        help="write the twin of an IDC collection from the IDC index (needs the idc extra): a collection "
+        "id or an idc:// URL with filters, e.g. 'idc://hcc_tace_seg?patients=HCC_001,HCC_002'",
+    )
+    parser.add_argument(
+        "--pixels", type=int, default=None, help="--twin: rows and columns of every slice (default 32)"
+    )
+    parser.add_argument(
+        "--index",
+        metavar="FILE",
+        default=None,
+        help="--twin: another copy of the IDC index (parquet, or CSV with IDC's columns)",
+    )
     parser.add_argument(
         "--size",
         choices=("small", "full"),
@@ -38,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from hcc_shards.synth import generate_cohort
 
     options = storage_options_of(args)
+    if args.twin is not None:
+        return _run_twin(args, options)
+    if args.patients is None:
+        print("hcc-shards synth: give --patients N (or --twin COLLECTION)", file=sys.stderr)
+        return 2
     faults = []
     if args.faults:
         from hcc_shards.synth.faults import Fault
@@ -81,5 +108,42 @@ def run(args: argparse.Namespace) -> int:
         f"({truth.bytes / n / 1e6:.1f} MB and {elapsed / n:.1f} s per patient, {args.workers} worker(s))"
         + (f"; truth: {args.truth}" if args.truth else ""),
         file=sys.stdout,
+    )
+    return 0
+
+
+def _run_twin(args: argparse.Namespace, options: dict | None) -> int:
+    from hcc_shards.errors import ConfigError
+    from hcc_shards.synth.twin import DEFAULT_PIXELS, generate_twin
+
+    if args.patients is not None or args.faults:
+        print(
+            "hcc-shards synth: --twin takes its patients from the index; drop --patients/--faults",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.perf_counter()
+    try:
+        truth = generate_twin(
+            args.out,
+            args.twin,
+            pixels=args.pixels or DEFAULT_PIXELS,
+            seed=args.seed,
+            workers=args.workers,
+            storage_options=options,
+            truth_url=args.truth,
+            index_path=args.index,
+        )
+    except ConfigError as exc:
+        print(f"hcc-shards synth: {exc}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - started
+    t = truth.totals()
+    by = ", ".join(f"{k} {v}" for k, v in t["segs_by_source"].items())
+    print(
+        f"wrote the twin of {truth.source}: {t['patients']} patients, {t['studies']} studies, "
+        f"{t['series']} series, {t['instances']:,} instances, {t['segs']} SEGs ({by}), "
+        f"{t['bytes'] / 1e6:.1f} MB to {args.out} in {elapsed:.1f} s ({args.workers} worker(s))"
+        + (f"; truth: {args.truth}" if args.truth else "")
     )
     return 0

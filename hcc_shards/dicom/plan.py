@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hcc_shards import idc
 from hcc_shards.case import make_case_id
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.ct import check_transfer_syntax
@@ -122,12 +123,30 @@ def plan_records(
     storage_options: dict[str, Any] | None = None,
     workers: int = DEFAULT_WORKERS,
 ) -> Iterator[dict[str, Any]]:
-    """Yield the case and quarantine records of INPUT ``url``, then one summary record."""
+    """Yield the case and quarantine records of INPUT ``url``, then one summary record.
+
+    An ``idc://`` URL first yields its ``index`` record (what the IDC index says the plan will
+    touch), before any object is listed; its series without objects become ``missing_objects``
+    records.
+    """
     config = config or BuildConfig()
-    objects = list_objects(url, storage_options)
+    quarantined: list[QuarantineRecord] = []
+    if idc.is_idc_url(url):
+        selection = idc.resolve(url)
+        yield selection.record()
+        storage_options = idc.storage_options_for(selection.query.protocol, storage_options)
+        objects = []
+        for series in selection.series:
+            found = _list_or_none(series.prefix(selection.query.protocol), storage_options)
+            if found:
+                objects.extend(found)
+            else:
+                quarantined.append(missing_objects(series, series.prefix(selection.query.protocol)))
+    else:
+        objects = list_objects(url, storage_options)
     indexed = index_all(objects, config, storage_options, workers)
     headers = [h for h in indexed if isinstance(h, InstanceHeader)]
-    quarantined: list[QuarantineRecord] = [r for r in indexed if isinstance(r, QuarantineRecord)]
+    quarantined.extend(r for r in indexed if isinstance(r, QuarantineRecord))
     by_patient: dict[str, list[InstanceHeader]] = defaultdict(list)
     for h in headers:
         by_patient[h.patient_id].append(h)
@@ -188,9 +207,32 @@ def plan_records(
     }
 
 
+def _list_or_none(prefix: str, storage_options: dict[str, Any] | None) -> list[tuple[str, int]] | None:
+    try:
+        return list_objects(prefix, storage_options)
+    except FileNotFoundError:
+        return None
+
+
+def missing_objects(series: idc.IdcSeries, root: str) -> QuarantineRecord:
+    """The record of a series the IDC index names at ``root`` when no object is there."""
+    return QuarantineRecord(
+        code=Reason.MISSING_OBJECTS.value,
+        message=f"the IDC index names series {series.series_instance_uid} at {root}/, but no object is "
+        "there (expected its instances; is the mirror incomplete or the index newer than the bucket?)",
+        stage="list",
+        url=root,
+        patient_id=series.patient_id,
+        study_instance_uid=series.study_instance_uid,
+        series_instance_uid=series.series_instance_uid,
+    )
+
+
 def format_record(rec: dict[str, Any]) -> str:
     """One human-readable line (or block, for the summary) per plan record."""
     kind = rec["kind"]
+    if kind == "index":
+        return idc.format_index_record(rec)
     if kind == "case":
         vox = " ".join(f"{k}={v}" for k, v in rec["voxels"].items())
         extra = ""
