@@ -90,6 +90,14 @@ class BuildConfig:
     """Patient-level train/val/test fractions."""
     pseudonymize_key: str = field(default="", repr=False)
     """When set, patient and study identifiers are replaced by a keyed hash."""
+    stratify_by: str = ""
+    """Clinical column the split is stratified by (quantile bins when continuous); '' for none."""
+    folds: int = 0
+    """Cross-validation folds assigned to the patients outside test (manifest ``fold``); 0 for none."""
+    split_file_sha256: str = ""
+    """sha256 of the split file (nnU-Net ``splits_final.json``) the splits are taken from; '' for none."""
+    features: bool = False
+    """Compute radiomics features per case and label (``features.parquet``, docs/FEATURES.md)."""
 
     def __post_init__(self) -> None:
         if self.target_spacing is not None:
@@ -108,6 +116,8 @@ class BuildConfig:
                 )
         if abs(sum(self.split_fractions) - 1.0) > 1e-6:
             raise ConfigError(f"split_fractions must sum to 1, got {self.split_fractions}")
+        if self.folds < 0 or self.folds == 1:
+            raise ConfigError(f"folds must be 0 (none) or at least 2, got {self.folds}")
         if self.image_interpolation not in ("linear", "cubic"):
             raise ConfigError(
                 f"image_interpolation must be 'linear' or 'cubic', got {self.image_interpolation!r}"

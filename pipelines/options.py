@@ -20,6 +20,7 @@ from hcc_shards import storage
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError
 from hcc_shards.labels import LABEL_BY_NAME, LABEL_BY_VALUE
+from hcc_shards.shards.splits import SplitFile, parse_split_file
 from hcc_shards.storage import parse_storage_options
 
 PSEUDONYMIZE_KEY_ENV = "HCC_SHARDS_PSEUDONYMIZE_KEY"
@@ -125,6 +126,35 @@ class HccShardsOptions(PipelineOptions):
             "where every listing task already is its own partition).",
         )
         parser.add_argument(
+            "--clinical",
+            default=None,
+            help="Clinical table (CSV, TSV, XLSX or Parquet, any fsspec URL) joined per patient into "
+            "clinical.parquet; problems are reported, never fatal.",
+        )
+        parser.add_argument(
+            "--clinical_key",
+            default=None,
+            help="Join column of --clinical (default: the first of PatientID, ID, TCIA_ID present).",
+        )
+        parser.add_argument(
+            "--stratify_by",
+            default=None,
+            help="Clinical (or manifest) column the patient-level split is stratified by; continuous "
+            "columns in quartiles.",
+        )
+        parser.add_argument(
+            "--folds",
+            type=int,
+            default=None,
+            help="Cross-validation folds (manifest column 'fold'; 0: none).",
+        )
+        parser.add_argument(
+            "--split_file",
+            default=None,
+            help="Splits from a file in nnU-Net's splits_final.json form (a list of {train, val} per "
+            "fold, case or patient ids) instead of the built-in ones.",
+        )
+        parser.add_argument(
             "--progress_dir",
             default=None,
             help="Local directory where workers report progress (set by the launcher on local runners).",
@@ -158,6 +188,12 @@ class BuildPlan:
     """'side_input' or 'grouped' (see pipelines.transforms.BuildCases)."""
     spread_inputs: bool = True
     """Redistribute listing tasks and files across workers before indexing (pipelines.transforms)."""
+    clinical_url: str = ""
+    """Clinical table to join at commit ('' for none)."""
+    clinical_key: str = ""
+    """Its join column ('' to detect)."""
+    split_file: SplitFile | None = None
+    """Parsed --split_file (read when the plan is made, like --label_map)."""
 
     def __post_init__(self) -> None:
         if not self.input_url:
@@ -207,6 +243,17 @@ class BuildPlan:
             )
         if key:
             updates["pseudonymize_key"] = key
+        if o.stratify_by:
+            updates["stratify_by"] = str(o.stratify_by)
+        if o.folds is not None:
+            updates["folds"] = int(o.folds)
+        split_file = None
+        if o.split_file:
+            split_file = _read_split_file(o.split_file, in_opts)
+            updates["split_file_sha256"] = split_file.sha256
+        clinical = str(o.clinical or "")
+        if clinical and "://" not in clinical and not os.path.isfile(clinical):
+            raise ConfigError(f"--clinical {clinical!r} does not exist; expected a CSV, XLSX or Parquet file")
         return cls(
             input_url=o.input or "",
             output_url=o.output or "",
@@ -219,6 +266,9 @@ class BuildPlan:
             started_at=time.time(),
             target_join=o.target_join,
             spread_inputs=o.spread_inputs != "false",
+            clinical_url=clinical,
+            clinical_key=str(o.clinical_key or ""),
+            split_file=split_file,
         )
 
 
@@ -390,6 +440,15 @@ def _label_value(target: Any, key: str) -> int:
         f"label map entry {key!r} -> {target!r}: expected one of {sorted(LABEL_BY_NAME)} "
         f"or a value in {sorted(LABEL_BY_VALUE)}"
     )
+
+
+def _read_split_file(url: str, storage_options: dict[str, Any]) -> SplitFile:
+    fs, path = storage.filesystem(url, storage_options if "://" in url else {})
+    try:
+        data = fs.cat_file(path)
+    except OSError as e:
+        raise ConfigError(f"cannot read the split file {url!r}: {e}") from e
+    return parse_split_file(data, url)
 
 
 def _read_json(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:

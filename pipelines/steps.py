@@ -57,6 +57,8 @@ from hcc_shards.shards import (
 )
 from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
+from hcc_shards.shards.research import prepare_research
+from hcc_shards.shards.research import unchanged as research_unchanged
 from hcc_shards.shards.writer import case_path
 from pipelines.options import BuildPlan, resolve_inputs
 
@@ -509,11 +511,21 @@ class Summary:
     """False when the version was already committed with the same manifest and quarantine."""
     target_spacing_zyx: tuple[float, float, float] | None = None
     """Resolved target spacing in mm; None when the build had no case."""
+    split_method: str = ""
+    """How the splits were made: ``cohort``, ``stratified`` or ``file``."""
+    split_problems: tuple[str, ...] = ()
+    """Findings of the split step (unknown split-file entries, a missing stratification column)."""
+    clinical_joined: str = ""
+    """``joined/patients`` of the clinical table, '' without --clinical."""
+    clinical_problems: tuple[tuple[str, int], ...] = ()
+    """(problem kind, count) of the clinical table, kinds with a count only."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["quarantined_by_reason"] = dict(self.quarantined_by_reason)
         d["target_spacing_zyx"] = list(self.target_spacing_zyx) if self.target_spacing_zyx else None
+        d["split_problems"] = list(self.split_problems)
+        d["clinical_problems"] = dict(self.clinical_problems)
         return d
 
     @classmethod
@@ -524,6 +536,10 @@ class Summary:
         )
         ts = d.get("target_spacing_zyx")
         d["target_spacing_zyx"] = tuple(ts) if ts else None
+        d["split_problems"] = tuple(d.get("split_problems") or ())
+        d["clinical_problems"] = tuple(
+            sorted((str(k), int(v)) for k, v in (d.get("clinical_problems") or {}).items())
+        )
         return cls(**d)
 
 
@@ -577,7 +593,19 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
     """The terminal step: summary from the outcomes, then one commit (skipped when nothing changed)."""
     g = gather(outcomes, plan)
     config = g.target.config
-    unchanged = _already_committed(g.target.version_url, g.rows, g.records, plan.output_storage_options)
+    pseudo = _pseudonymizer(plan.config.pseudonymize_key)
+    research = prepare_research(
+        g.rows,
+        config,
+        clinical_url=plan.clinical_url,
+        clinical_key=plan.clinical_key,
+        split_file=plan.split_file,
+        storage_options=plan.input_storage_options,
+        pseudonym=pseudo.patient_id if pseudo is not None else None,
+    )
+    unchanged = _already_committed(
+        g.target.version_url, list(research.rows), g.records, plan.output_storage_options
+    ) and research_unchanged(g.target.version_url, research, plan.output_storage_options)
     wall = max(time.time() - plan.started_at, 1e-9) if plan.started_at else 0.0
     done = g.written + g.resumed
     summary = Summary(
@@ -595,10 +623,24 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
         cases_per_minute=round(60.0 * done / wall, 3) if wall else 0.0,
         committed=not unchanged,
         target_spacing_zyx=config.target_spacing,
+        split_method=research.splits.method,
+        split_problems=research.splits.problems,
+        clinical_joined=f"{research.clinical.joined}/{research.clinical.patients}"
+        if research.clinical
+        else "",
+        clinical_problems=tuple((k, n) for k, n in research.clinical.counts().items() if n)
+        if research.clinical
+        else (),
     )
     if not unchanged:
         commit_dataset(
-            plan.output_url, g.rows, g.records, config, summary.to_dict(), plan.output_storage_options
+            plan.output_url,
+            g.rows,
+            g.records,
+            config,
+            summary.to_dict(),
+            plan.output_storage_options,
+            research=research,
         )
     if plan.progress_dir:
         _write_local_json(os.path.join(plan.progress_dir, "summary.json"), summary.to_dict())

@@ -50,6 +50,15 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
         "--listing-shards", type=int, default=None, help="parallel listing tasks (default 16)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--clinical", default=None, metavar="FILE", help="clinical table (CSV, XLSX, Parquet)"
+    )
+    parser.add_argument("--clinical-key", default=None, metavar="COLUMN", help="join column of --clinical")
+    parser.add_argument(
+        "--stratify-by", default=None, metavar="COLUMN", help="stratify the split by a column"
+    )
+    parser.add_argument("--folds", type=int, default=None, help="cross-validation folds (manifest 'fold')")
+    parser.add_argument("--split-file", default=None, metavar="FILE", help="nnU-Net splits_final.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +88,11 @@ _MAPPED = {
     "workers": "--direct_num_workers",
     "dask_address": "--dask_client_address",
     "listing_shards": "--listing_shards",
+    "clinical": "--clinical",
+    "clinical_key": "--clinical_key",
+    "stratify_by": "--stratify_by",
+    "folds": "--folds",
+    "split_file": "--split_file",
 }
 
 

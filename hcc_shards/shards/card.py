@@ -11,7 +11,9 @@ import numpy as np
 from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.shards.card_clinical import research_sections
 from hcc_shards.shards.manifest import SPLITS, ManifestRow
+from hcc_shards.shards.research import Research
 
 __all__ = ["dataset_card", "label_table", "resolution_table"]
 
@@ -82,6 +84,7 @@ def dataset_card(
     created: str,
     builder_version: str,
     target_spacing_zyx: Sequence[float],
+    research: Research | None = None,
 ) -> str:
     """Markdown text of DATASET.md."""
     rows = sorted(rows, key=lambda r: r.case_id)
@@ -157,6 +160,7 @@ def dataset_card(
                 f"{_num(rec['median'])} | {_num(rec['max'])} |"
             )
         lines.append("")
+    lines += research_sections(research)
     colours = ", ".join(f"{lab.display} rgba{tuple(lab.rgba)}" for lab in LABELS)
     lines += [
         "## Quality control",
