@@ -54,8 +54,9 @@ EXTRA_COLUMNS = [
     "source_volume_ml_tumor",
     "source_volume_ml_portal_vein",
     "source_volume_ml_aorta",
+    "fold",
 ]
-"""Columns added after the fixed ones: label volumes on the CT grid as acquired."""
+"""Columns added after the fixed ones: label volumes on the CT grid as acquired, the fold."""
 
 
 def make_row(case_id="HCC_001_00000001", patient="HCC_001", split="train", acq=2, **kw):
