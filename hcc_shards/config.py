@@ -96,6 +96,8 @@ class BuildConfig:
     """Cross-validation folds assigned to the patients outside test (manifest ``fold``); 0 for none."""
     split_file_sha256: str = ""
     """sha256 of the split file (nnU-Net ``splits_final.json``) the splits are taken from; '' for none."""
+    features: bool = False
+    """Compute radiomics features per case and label (``features.parquet``, docs/FEATURES.md)."""
 
     def __post_init__(self) -> None:
         if self.target_spacing is not None:

@@ -155,6 +155,12 @@ class HccShardsOptions(PipelineOptions):
             "fold, case or patient ids) instead of the built-in ones.",
         )
         parser.add_argument(
+            "--features",
+            action="store_true",
+            default=False,
+            help="Compute radiomics features per case and label (features.parquet, docs/FEATURES.md).",
+        )
+        parser.add_argument(
             "--progress_dir",
             default=None,
             help="Local directory where workers report progress (set by the launcher on local runners).",
@@ -247,6 +253,8 @@ class BuildPlan:
             updates["stratify_by"] = str(o.stratify_by)
         if o.folds is not None:
             updates["folds"] = int(o.folds)
+        if o.features:
+            updates["features"] = True
         split_file = None
         if o.split_file:
             split_file = _read_split_file(o.split_file, in_opts)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -43,6 +44,8 @@ from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
 from hcc_shards.errors import QuarantineError
+from hcc_shards.features import SETTINGS as FEATURE_SETTINGS
+from hcc_shards.features import FeatureRow, case_features, features_table, rows_of_table
 from hcc_shards.pseudonymize import Pseudonymizer
 from hcc_shards.quarantine import QuarantineRecord, Reason
 from hcc_shards.resample import resample_case
@@ -55,6 +58,7 @@ from hcc_shards.shards import (
     version_url,
     write_case,
 )
+from hcc_shards.shards.atomic import put_bytes_atomic
 from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
 from hcc_shards.shards.research import prepare_research
@@ -388,6 +392,8 @@ class Outcome:
     """kind=index: listing and header totals."""
     target: BuildTarget | None = None
     """kind=target: the resolved target."""
+    features: tuple[FeatureRow, ...] = ()
+    """kind=case with BuildConfig.features: the case's radiomics features."""
 
 
 def start_outcome(_: object = None) -> Outcome:
@@ -417,12 +423,22 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
             lambda: read_complete_case(target.version_url, key.case_id, config, plan.output_storage_options)
         )
         if done is not None:
-            outcome = Outcome(kind="case", row=done, resumed=True, seconds=time.monotonic() - start)
+            feats = read_case_features(target.version_url, key.case_id, plan) if config.features else ()
+            outcome = Outcome(
+                kind="case", row=done, resumed=True, seconds=time.monotonic() - start, features=feats
+            )
         else:
             stage = "decode"
             case = _with_retries(lambda: decode_pairing(pairing, config, plan.input_storage_options))
             stage = "resample"
             case = resample_case(case, config.target_spacing, config)
+            feats: tuple[FeatureRow, ...] = ()
+            if config.features:
+                stage = "features"
+                feats = case_features(
+                    case.case_id, case.provenance.patient_id, case.image, case.label, case.geometry.spacing
+                )
+                _with_retries(lambda: write_case_features(target.version_url, key.case_id, feats, plan))
             stage = "write"
             split = split_for_patient(case.provenance.patient_id, config.seed, config.split_fractions)
             row = _with_retries(
@@ -434,6 +450,7 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
                 bytes_read=pairing_bytes(pairing),
                 bytes_written=_written_bytes(target.version_url, key.case_id, plan.output_storage_options),
                 seconds=time.monotonic() - start,
+                features=feats,
             )
     except QuarantineError as exc:
         outcome = quarantine_outcome(_with_key(record_for(pairing, exc, stage), key))
@@ -450,6 +467,23 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
     if plan.progress_dir:
         _touch(os.path.join(plan.progress_dir, "done", key.case_id))
     return outcome
+
+
+def features_url(vurl: str, case_id: str) -> str:
+    """Per-case features, written before the case's marker so a resumed case keeps them."""
+    return storage.join(vurl, "features", f"{case_id}.parquet")
+
+
+def write_case_features(vurl: str, case_id: str, rows: tuple[FeatureRow, ...], plan: BuildPlan) -> None:
+    buf = io.BytesIO()
+    pq.write_table(features_table(rows), buf, compression="zstd")
+    put_bytes_atomic(features_url(vurl, case_id), buf.getvalue(), plan.output_storage_options)
+
+
+def read_case_features(vurl: str, case_id: str, plan: BuildPlan) -> tuple[FeatureRow, ...]:
+    fs, path = storage.filesystem(features_url(vurl, case_id), plan.output_storage_options)
+    with fs.open(path, "rb") as f:
+        return rows_of_table(pq.read_table(f))
 
 
 def pairing_bytes(pairing: Pairing) -> int:
@@ -553,6 +587,7 @@ class _Gathered:
     resumed: int
     bytes_read: int
     bytes_written: int
+    features: tuple[FeatureRow, ...] = ()
 
 
 def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
@@ -562,11 +597,13 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
     target: BuildTarget | None = None
     index = IndexStats()
     written = resumed = bytes_read = bytes_written = 0
+    features: dict[str, tuple[FeatureRow, ...]] = {}
     for o in outcomes:
         bytes_read += o.bytes_read
         bytes_written += o.bytes_written
         if o.kind == "case" and o.row is not None:
             rows[o.row.case_id] = o.row
+            features[o.row.case_id] = o.features
             resumed += int(o.resumed)
             written += int(not o.resumed)
         elif o.kind == "quarantine" and o.record is not None:
@@ -586,6 +623,7 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
         resumed=resumed,
         bytes_read=bytes_read,
         bytes_written=bytes_written,
+        features=tuple(f for k in sorted(features) for f in features[k]),
     )
 
 
@@ -602,6 +640,8 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
         split_file=plan.split_file,
         storage_options=plan.input_storage_options,
         pseudonym=pseudo.patient_id if pseudo is not None else None,
+        features=features_table(g.features) if config.features else None,
+        feature_settings=FEATURE_SETTINGS if config.features else (),
     )
     unchanged = _already_committed(
         g.target.version_url, list(research.rows), g.records, plan.output_storage_options

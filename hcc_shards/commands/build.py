@@ -58,6 +58,7 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
         "--stratify-by", default=None, metavar="COLUMN", help="stratify the split by a column"
     )
     parser.add_argument("--folds", type=int, default=None, help="cross-validation folds (manifest 'fold')")
+    parser.add_argument("--features", action="store_true", help="radiomics features (features.parquet)")
     parser.add_argument("--split-file", default=None, metavar="FILE", help="nnU-Net splits_final.json")
 
 
@@ -112,6 +113,8 @@ def beam_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--runner=DaskRunner")
     if args.pseudonymize:
         argv.append("--pseudonymize")
+    if getattr(args, "features", False):
+        argv.append("--features")
     return [*argv, *passthrough]
 
 
