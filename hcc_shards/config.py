@@ -97,6 +97,14 @@ class BuildConfig:
     analysis_result_ids: tuple[tuple[str, str], ...] = ()
     """(SEG SeriesInstanceUID, IDC analysis_result_id) of SEGs that belong to an IDC analysis result
     (e.g. ``bamf_aimi_annotations``); an input of the annotation-source rule (hcc_shards.annotation)."""
+    stratify_by: str = ""
+    """Clinical column the split is stratified by (quantile bins when continuous); '' for none."""
+    folds: int = 0
+    """Cross-validation folds assigned to the patients outside test (manifest ``fold``); 0 for none."""
+    split_file_sha256: str = ""
+    """sha256 of the split file (nnU-Net ``splits_final.json``) the splits are taken from; '' for none."""
+    features: bool = False
+    """Compute radiomics features per case and label (``features.parquet``, docs/FEATURES.md)."""
 
     def __post_init__(self) -> None:
         if self.target_spacing is not None:
@@ -115,6 +123,8 @@ class BuildConfig:
                 )
         if abs(sum(self.split_fractions) - 1.0) > 1e-6:
             raise ConfigError(f"split_fractions must sum to 1, got {self.split_fractions}")
+        if self.folds < 0 or self.folds == 1:
+            raise ConfigError(f"folds must be 0 (none) or at least 2, got {self.folds}")
         if self.image_interpolation not in ("linear", "cubic"):
             raise ConfigError(
                 f"image_interpolation must be 'linear' or 'cubic', got {self.image_interpolation!r}"

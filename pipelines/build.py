@@ -232,7 +232,20 @@ def format_summary(summary: steps.Summary) -> str:
         f"wall time         {summary.wall_seconds:.1f} s ({summary.cases_per_minute:.1f} cases/min)",
         f"committed         {'yes' if summary.committed else 'no (unchanged)'}",
     ]
+    lines += research_summary_lines(summary)
     return "\n".join(lines)
+
+
+def research_summary_lines(summary: steps.Summary) -> list[str]:
+    """Summary lines of the splits and the clinical join (problems listed, never hidden)."""
+    from hcc_shards.text import shown
+
+    lines = [f"splits            {summary.split_method or 'n/a'}"]
+    lines += [f"split problem     {shown(p)}" for p in summary.split_problems]
+    if summary.clinical_joined:
+        problems = ", ".join(f"{k}: {n}" for k, n in summary.clinical_problems) or "none"
+        lines.append(f"clinical          {summary.clinical_joined} patients joined; problems: {problems}")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from hcc_shards.annotation import parse_sources
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError, UnknownFlagError
 from hcc_shards.labels import LABEL_BY_NAME, LABEL_BY_VALUE
+from hcc_shards.shards.splits import SplitFile, parse_split_file
 from hcc_shards.storage import parse_storage_options
 
 PSEUDONYMIZE_KEY_ENV = "HCC_SHARDS_PSEUDONYMIZE_KEY"
@@ -141,6 +142,41 @@ class HccShardsOptions(PipelineOptions):
             help="Commit (and move LATEST.json to) a version even when the build found no case to write.",
         )
         parser.add_argument(
+            "--clinical",
+            default=None,
+            help="Clinical table (CSV, TSV, XLSX or Parquet, any fsspec URL) joined per patient into "
+            "clinical.parquet; problems are reported, never fatal.",
+        )
+        parser.add_argument(
+            "--clinical_key",
+            default=None,
+            help="Join column of --clinical (default: the first of PatientID, ID, TCIA_ID present).",
+        )
+        parser.add_argument(
+            "--stratify_by",
+            default=None,
+            help="Clinical (or manifest) column the patient-level split is stratified by; continuous "
+            "columns in quartiles.",
+        )
+        parser.add_argument(
+            "--folds",
+            type=int,
+            default=None,
+            help="Cross-validation folds (manifest column 'fold'; 0: none).",
+        )
+        parser.add_argument(
+            "--split_file",
+            default=None,
+            help="Splits from a file in nnU-Net's splits_final.json form (a list of {train, val} per "
+            "fold, case or patient ids) instead of the built-in ones.",
+        )
+        parser.add_argument(
+            "--features",
+            action="store_true",
+            default=False,
+            help="Compute radiomics features per case and label (features.parquet, docs/FEATURES.md).",
+        )
+        parser.add_argument(
             "--progress_dir",
             default=None,
             help="Local directory where workers report progress (set by the launcher on local runners).",
@@ -180,6 +216,12 @@ class BuildPlan:
     """Per ``idc://`` entry, what the index says the build touches and which index said it
     (:meth:`hcc_shards.idc.IdcSelection.record`); kept in dataset.json's summary. The analysis result
     of each selected series goes into ``config.analysis_result_ids`` (it decides annotation_source)."""
+    clinical_url: str = ""
+    """Clinical table to join at commit ('' for none)."""
+    clinical_key: str = ""
+    """Its join column ('' to detect)."""
+    split_file: SplitFile | None = None
+    """Parsed --split_file (read when the plan is made, like --label_map)."""
 
     def __post_init__(self) -> None:
         if not self.input_url:
@@ -243,6 +285,19 @@ class BuildPlan:
             updates["analysis_result_ids"] = tuple(
                 sorted({p for sel in selections for p in sel.analysis_results})
             )
+        if o.stratify_by:
+            updates["stratify_by"] = str(o.stratify_by)
+        if o.folds is not None:
+            updates["folds"] = int(o.folds)
+        if o.features:
+            updates["features"] = True
+        split_file = None
+        if o.split_file:
+            split_file = _read_split_file(o.split_file, in_opts)
+            updates["split_file_sha256"] = split_file.sha256
+        clinical = str(o.clinical or "")
+        if clinical and "://" not in clinical and not os.path.isfile(clinical):
+            raise ConfigError(f"--clinical {clinical!r} does not exist; expected a CSV, XLSX or Parquet file")
         return cls(
             input_url=o.input or "",
             output_url=o.output or "",
@@ -257,6 +312,9 @@ class BuildPlan:
             spread_inputs=o.spread_inputs != "false",
             allow_empty=bool(o.allow_empty),
             input_index=tuple(sel.record() for sel in selections),
+            clinical_url=clinical,
+            clinical_key=str(o.clinical_key or ""),
+            split_file=split_file,
         )
 
 
@@ -493,6 +551,15 @@ def _label_value(target: Any, key: str) -> int:
         f"label map entry {key!r} -> {target!r}: expected one of {sorted(LABEL_BY_NAME)} "
         f"or a value in {sorted(LABEL_BY_VALUE)}"
     )
+
+
+def _read_split_file(url: str, storage_options: dict[str, Any]) -> SplitFile:
+    fs, path = storage.filesystem(url, storage_options if "://" in url else {})
+    try:
+        data = fs.cat_file(path)
+    except OSError as e:
+        raise ConfigError(f"cannot read the split file {url!r}: {e}") from e
+    return parse_split_file(data, url)
 
 
 def _read_json(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -46,6 +47,8 @@ from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import Pairing, pair_patient
 from hcc_shards.dicom.plan import missing_objects
 from hcc_shards.errors import QuarantineError
+from hcc_shards.features import SETTINGS as FEATURE_SETTINGS
+from hcc_shards.features import FeatureRow, case_features, features_table, rows_of_table
 from hcc_shards.idc import IdcSeries
 from hcc_shards.preflight import drop_datasets
 from hcc_shards.pseudonymize import Pseudonymizer
@@ -58,8 +61,11 @@ from hcc_shards.shards import (
     split_for_patient,
     version_url,
 )
+from hcc_shards.shards.atomic import put_bytes_atomic
 from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
+from hcc_shards.shards.research import prepare_research
+from hcc_shards.shards.research import unchanged as research_unchanged
 from hcc_shards.shards.writer import image_path, read_complete_image, write_image
 from hcc_shards.text import shown
 from pipelines.options import BuildPlan, indexed_inputs, resolve_inputs
@@ -475,6 +481,8 @@ class Outcome:
     """kind=index: listing and header totals."""
     target: BuildTarget | None = None
     """kind=target: the resolved target."""
+    features: tuple[FeatureRow, ...] = ()
+    """kind=case with BuildConfig.features: the case's radiomics features."""
 
 
 def start_outcome(_: object = None) -> Outcome:
@@ -534,6 +542,11 @@ def build_image(pairings: Iterable[Pairing], target: BuildTarget, plan: BuildPla
                 )
                 for p in pairings
             ]
+            if config.features:
+                outcomes = [
+                    replace(o, features=read_case_features(target.version_url, o.row.case_id, plan))
+                    for o in outcomes
+                ]
         else:
             stage = "resample"
             check_target_size(pairings[0].geometry, config.target_spacing, config)
@@ -542,6 +555,22 @@ def build_image(pairings: Iterable[Pairing], target: BuildTarget, plan: BuildPla
             cases = [r for r in results if isinstance(r, Case)]
             stage = "resample"
             cases = resample_cases(cases, config.target_spacing, config)
+            feats: dict[str, tuple[FeatureRow, ...]] = {}
+            if config.features:
+                stage = "features"
+                for case in cases:
+                    feats[case.case_id] = case_features(
+                        case.case_id,
+                        case.provenance.patient_id,
+                        case.image,
+                        case.label,
+                        case.geometry.spacing,
+                    )
+                    _with_retries(
+                        lambda c=case: write_case_features(
+                            target.version_url, c.case_id, feats[c.case_id], plan
+                        )
+                    )
             stage = "write"
             rows = []
             if cases:
@@ -560,7 +589,10 @@ def build_image(pairings: Iterable[Pairing], target: BuildTarget, plan: BuildPla
                     )
             outcomes = _image_outcomes(pairings, results, rows, keys)
             seconds = (time.monotonic() - start) / len(pairings)
-            outcomes = [replace(o, seconds=seconds) for o in outcomes]
+            outcomes = [
+                replace(o, seconds=seconds, features=feats.get(o.row.case_id, ()) if o.row else ())
+                for o in outcomes
+            ]
             if rows:  # the image's bytes once, on its first written annotation
                 first = next(i for i, o in enumerate(outcomes) if o.kind == "case")
                 outcomes[first] = replace(
@@ -632,6 +664,23 @@ def _same_identity(row: ManifestRow, key: CaseKey, pairing: Pairing) -> bool:
     )
 
 
+def features_url(vurl: str, case_id: str) -> str:
+    """Per-case features, written before the case's marker so a resumed case keeps them."""
+    return storage.join(vurl, "features", f"{case_id}.parquet")
+
+
+def write_case_features(vurl: str, case_id: str, rows: tuple[FeatureRow, ...], plan: BuildPlan) -> None:
+    buf = io.BytesIO()
+    pq.write_table(features_table(rows), buf, compression="zstd")
+    put_bytes_atomic(features_url(vurl, case_id), buf.getvalue(), plan.output_storage_options)
+
+
+def read_case_features(vurl: str, case_id: str, plan: BuildPlan) -> tuple[FeatureRow, ...]:
+    fs, path = storage.filesystem(features_url(vurl, case_id), plan.output_storage_options)
+    with fs.open(path, "rb") as f:
+        return rows_of_table(pq.read_table(f))
+
+
 def pairing_bytes(pairing: Pairing) -> int:
     """Bytes a case reads in full: its CT instances and its SEG."""
     return int(sum(h.file_size for h in pairing.ct_headers) + pairing.seg.file_size)
@@ -698,12 +747,22 @@ class Summary:
     input_index: tuple[dict[str, Any], ...] = ()
     """Per ``idc://`` INPUT entry: the index's counts and version (idc-index-data, IDC release);
     empty for other inputs."""
+    split_method: str = ""
+    """How the splits were made: ``cohort``, ``stratified`` or ``file``."""
+    split_problems: tuple[str, ...] = ()
+    """Findings of the split step (unknown split-file entries, a missing stratification column)."""
+    clinical_joined: str = ""
+    """``joined/patients`` of the clinical table, '' without --clinical."""
+    clinical_problems: tuple[tuple[str, int], ...] = ()
+    """(problem kind, count) of the clinical table, kinds with a count only."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["quarantined_by_reason"] = dict(self.quarantined_by_reason)
         d["target_spacing_zyx"] = list(self.target_spacing_zyx) if self.target_spacing_zyx else None
         d["input_index"] = [dict(x) for x in self.input_index]
+        d["split_problems"] = list(self.split_problems)
+        d["clinical_problems"] = dict(self.clinical_problems)
         return d
 
     @classmethod
@@ -715,6 +774,10 @@ class Summary:
         ts = d.get("target_spacing_zyx")
         d["target_spacing_zyx"] = tuple(ts) if ts else None
         d["input_index"] = tuple(dict(x) for x in d.get("input_index") or ())
+        d["split_problems"] = tuple(d.get("split_problems") or ())
+        d["clinical_problems"] = tuple(
+            sorted((str(k), int(v)) for k, v in (d.get("clinical_problems") or {}).items())
+        )
         return cls(**d)
 
 
@@ -728,6 +791,7 @@ class _Gathered:
     resumed: int
     bytes_read: int
     bytes_written: int
+    features: tuple[FeatureRow, ...] = ()
 
 
 def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
@@ -737,11 +801,13 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
     target: BuildTarget | None = None
     index = IndexStats()
     written = resumed = bytes_read = bytes_written = 0
+    features: dict[str, tuple[FeatureRow, ...]] = {}
     for o in outcomes:
         bytes_read += o.bytes_read
         bytes_written += o.bytes_written
         if o.kind == "case" and o.row is not None:
             rows[o.row.case_id] = o.row
+            features[o.row.case_id] = o.features
             resumed += int(o.resumed)
             written += int(not o.resumed)
         elif o.kind == "quarantine" and o.record is not None:
@@ -761,6 +827,7 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
         resumed=resumed,
         bytes_read=bytes_read,
         bytes_written=bytes_written,
+        features=tuple(f for k in sorted(features) for f in features[k]),
     )
 
 
@@ -768,7 +835,21 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
     """The terminal step: summary from the outcomes, then one commit (skipped when nothing changed)."""
     g = gather(outcomes, plan)
     config = g.target.config
-    unchanged = _already_committed(g.target.version_url, g.rows, g.records, plan.output_storage_options)
+    pseudo = _pseudonymizer(plan.config.pseudonymize_key)
+    research = prepare_research(
+        g.rows,
+        config,
+        clinical_url=plan.clinical_url,
+        clinical_key=plan.clinical_key,
+        split_file=plan.split_file,
+        storage_options=plan.input_storage_options,
+        pseudonym=pseudo.patient_id if pseudo is not None else None,
+        features=features_table(g.features) if config.features else None,
+        feature_settings=FEATURE_SETTINGS if config.features else (),
+    )
+    unchanged = _already_committed(
+        g.target.version_url, list(research.rows), g.records, plan.output_storage_options
+    ) and research_unchanged(g.target.version_url, research, plan.output_storage_options)
     wall = max(time.time() - plan.started_at, 1e-9) if plan.started_at else 0.0
     done = g.written + g.resumed
     summary = Summary(
@@ -787,6 +868,14 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
         committed=not unchanged,
         target_spacing_zyx=config.target_spacing,
         input_index=plan.input_index,
+        split_method=research.splits.method,
+        split_problems=research.splits.problems,
+        clinical_joined=f"{research.clinical.joined}/{research.clinical.patients}"
+        if research.clinical
+        else "",
+        clinical_problems=tuple((k, n) for k, n in research.clinical.counts().items() if n)
+        if research.clinical
+        else (),
     )
     if not unchanged and not g.rows and not plan.allow_empty:
         summary = replace(
@@ -797,7 +886,13 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
         )
     elif not unchanged:
         commit_dataset(
-            plan.output_url, g.rows, g.records, config, summary.to_dict(), plan.output_storage_options
+            plan.output_url,
+            g.rows,
+            g.records,
+            config,
+            summary.to_dict(),
+            plan.output_storage_options,
+            research=research,
         )
     if plan.progress_dir:
         _write_local_json(os.path.join(plan.progress_dir, "summary.json"), summary.to_dict())

@@ -62,6 +62,16 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
         help="commit even when no case was built (by default such a build leaves LATEST.json as it was)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--clinical", default=None, metavar="FILE", help="clinical table (CSV, XLSX, Parquet)"
+    )
+    parser.add_argument("--clinical-key", default=None, metavar="COLUMN", help="join column of --clinical")
+    parser.add_argument(
+        "--stratify-by", default=None, metavar="COLUMN", help="stratify the split by a column"
+    )
+    parser.add_argument("--folds", type=int, default=None, help="cross-validation folds (manifest 'fold')")
+    parser.add_argument("--features", action="store_true", help="radiomics features (features.parquet)")
+    parser.add_argument("--split-file", default=None, metavar="FILE", help="nnU-Net splits_final.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +103,11 @@ _MAPPED = {
     "workers": "--direct_num_workers",
     "dask_address": "--dask_client_address",
     "listing_shards": "--listing_shards",
+    "clinical": "--clinical",
+    "clinical_key": "--clinical_key",
+    "stratify_by": "--stratify_by",
+    "folds": "--folds",
+    "split_file": "--split_file",
 }
 
 
@@ -114,6 +129,8 @@ def beam_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--pseudonymize")
     if getattr(args, "allow_empty", False):
         argv.append("--allow_empty")
+    if getattr(args, "features", False):
+        argv.append("--features")
     return [*argv, *passthrough]
 
 

@@ -98,7 +98,42 @@ def open_dataset(
     if raw_manifest is None:
         raise FormatError(f"{root.url('manifest.parquet')}: missing")
     manifest = _parse_manifest(raw_manifest, root.url("manifest.parquet"), info.format_version)
+    clinical_path = (
+        (info.raw.get("clinical") or {}).get("path") if isinstance(info.raw.get("clinical"), dict) else None
+    )
+    if isinstance(clinical_path, str) and clinical_path:
+        raw_clinical = root.read(clinical_path)
+        if raw_clinical is None:
+            raise FormatError(f"{root.url(clinical_path)}: missing (dataset.json names it)")
+        manifest = with_clinical(manifest, _parse_clinical(raw_clinical, root.url(clinical_path)))
     return Dataset(root, info, manifest)
+
+
+CLINICAL_PREFIX = "clinical."
+"""Prefix of a clinical column whose name is already a manifest column."""
+
+
+def _parse_clinical(raw: bytes, where: str) -> pa.Table:
+    try:
+        table = pq.read_table(io.BytesIO(raw))
+    except (pa.ArrowException, OSError) as exc:
+        raise FormatError(f"{where}: not a readable parquet file ({exc})") from exc
+    if not table.column_names or table.column_names[0] != "patient_id":
+        raise FormatError(f"{where}: first column must be 'patient_id', got {table.column_names[:1]}")
+    return table
+
+
+def with_clinical(manifest: pa.Table, clinical: pa.Table) -> pa.Table:
+    """The manifest with the clinical columns appended, joined on ``patient_id`` (manifest order kept;
+    null where a patient has no row). A clinical column named like a manifest column gets
+    :data:`CLINICAL_PREFIX`. ``ds.filter(pc.field("TTP") > 100)`` then filters by clinical values."""
+    row_of = {p: i for i, p in enumerate(clinical.column("patient_id").to_pylist())}
+    take = pa.array([row_of.get(p) for p in manifest.column("patient_id").to_pylist()], type=pa.int64())
+    out = manifest
+    for name in clinical.column_names[1:]:
+        shown = f"{CLINICAL_PREFIX}{name}" if name in manifest.column_names else name
+        out = out.append_column(shown, clinical.column(name).take(take))
+    return out
 
 
 def _json(raw: bytes, where: str) -> dict[str, Any]:
@@ -487,4 +522,14 @@ class Case:
         )
 
 
-__all__ = ["FORMAT_VERSION", "IMAGE_PAD", "LABEL_PAD", "Case", "Dataset", "DatasetInfo", "open_dataset"]
+__all__ = [
+    "CLINICAL_PREFIX",
+    "FORMAT_VERSION",
+    "IMAGE_PAD",
+    "LABEL_PAD",
+    "Case",
+    "Dataset",
+    "DatasetInfo",
+    "open_dataset",
+    "with_clinical",
+]

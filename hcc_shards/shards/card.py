@@ -12,7 +12,9 @@ from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards.card_annotations import annotation_lines
+from hcc_shards.shards.card_clinical import research_sections
 from hcc_shards.shards.manifest import SPLITS, ManifestRow
+from hcc_shards.shards.research import Research
 from hcc_shards.text import md_cell
 
 __all__ = ["dataset_card", "label_table", "resolution_table"]
@@ -86,6 +88,7 @@ def dataset_card(
     created: str,
     builder_version: str,
     target_spacing_zyx: Sequence[float],
+    research: Research | None = None,
 ) -> str:
     """Markdown text of DATASET.md."""
     rows = sorted(rows, key=lambda r: r.case_id)
@@ -162,6 +165,7 @@ def dataset_card(
             )
         lines.append("")
     lines += annotation_lines(rows)
+    lines += research_sections(research)
     colours = ", ".join(f"{lab.display} rgba{tuple(lab.rgba)}" for lab in LABELS)
     lines += [
         "## Quality control",

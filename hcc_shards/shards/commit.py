@@ -30,6 +30,7 @@ from hcc_shards.shards.card import dataset_card
 from hcc_shards.shards.card_annotations import AGREEMENT_PNG, agreement_png
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
+from hcc_shards.shards.research import Research, research_json, write_research, write_survival
 from hcc_shards.shards.writer import marker_path
 from hcc_shards.text import storable
 
@@ -85,8 +86,15 @@ def commit_dataset(
     config: BuildConfig,
     summary: dict[str, Any],
     storage_options: dict[str, Any] | None = None,
+    research: Research | None = None,
 ) -> str:
-    """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL."""
+    """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL.
+
+    ``research`` (:func:`hcc_shards.shards.research.prepare_research`) adds clinical.parquet,
+    features.parquet, qc/survival.png and their card sections; its rows replace ``rows``.
+    """
+    if research is not None:
+        rows = research.rows
     vurl = version_url(output_url, config)
     rows = sorted(rows, key=lambda r: r.case_id)
     incomplete = _incomplete(vurl, rows, storage_options)
@@ -110,6 +118,8 @@ def commit_dataset(
 
     write_parquet(rows_to_table(rows), storage.join(vurl, "manifest.parquet"), storage_options)
     write_parquet(quarantine_table(quarantine), storage.join(vurl, "quarantine.parquet"), storage_options)
+    if research is not None:
+        write_research(vurl, research, storage_options)
     card = dataset_card(
         rows,
         quarantine,
@@ -118,6 +128,7 @@ def commit_dataset(
         created=created,
         builder_version=hcc_shards.__version__,
         target_spacing_zyx=target or (0.0, 0.0, 0.0),
+        research=research,
     )
     put_bytes_atomic(storage.join(vurl, "DATASET.md"), card.encode(), storage_options)
     png = cohort_png(
@@ -128,6 +139,8 @@ def commit_dataset(
     put_bytes_atomic(storage.join(vurl, "qc", "cohort.png"), png, storage_options)
     if (agreement := agreement_png(rows)) is not None:
         put_bytes_atomic(storage.join(vurl, AGREEMENT_PNG), agreement, storage_options)
+    if research is not None:
+        write_survival(vurl, research, storage_options)
     split_counts = Counter(r.split for r in rows)
     dataset = {
         "format_version": FORMAT_VERSION,
@@ -150,6 +163,8 @@ def commit_dataset(
         "summary": json.loads(json.dumps(summary, default=str)),
         "created": created,
     }
+    if research is not None:
+        dataset.update(research_json(research))
     put_json_atomic(storage.join(vurl, "dataset.json"), dataset, storage_options)
     latest = {
         "format_version": FORMAT_VERSION,

@@ -21,6 +21,7 @@ __all__ = [
     "MANIFEST_SCHEMA",
     "SPLITS",
     "ManifestRow",
+    "patient_draw",
     "read_manifest",
     "split_for_patient",
     "write_parquet",
@@ -119,6 +120,8 @@ class ManifestRow:
     dice_tumor: float | None = None
     dice_portal_vein: float | None = None
     dice_aorta: float | None = None
+    fold: int | None = None
+    """Cross-validation fold (0-based) of a patient outside test; None when the build assigns no folds."""
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -155,6 +158,7 @@ class ManifestRow:
         kw["ct_acquisition_number"] = None if an is None else int(an)
         for name in ("hu_p005", "hu_mean", "hu_p995"):
             kw[name] = float(kw[name])
+        kw["fold"] = None if kw["fold"] is None else int(kw["fold"])
         return cls(**kw)
 
     def annotates(self, name: str) -> bool:
@@ -218,6 +222,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("seg_series_instance_uid", pa.string()),
         ("reference_case_id", pa.string()),
         *[(f"dice_{lab.name}", pa.float64()) for lab in LABELS],
+        ("fold", pa.int64()),
     ]
 )
 """Arrow schema of manifest.parquet; its names are :data:`MANIFEST_COLUMNS`."""
@@ -230,14 +235,19 @@ def split_for_patient(patient_id: str, seed: int, fractions: Sequence[float] = (
     """``train``, ``val`` or ``test`` from a keyed hash of the patient: deterministic, patient-level."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
-    digest = hashlib.sha256(f"hcc-shards-split:{int(seed)}:{patient_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    u = patient_draw(patient_id, seed)
     edge = 0.0
     for name, frac in zip(SPLITS, fractions, strict=True):
         edge += frac
         if u < edge:
             return name
     return SPLITS[-1]
+
+
+def patient_draw(patient_id: str, seed: int) -> float:
+    """``u`` in [0, 1) from a keyed hash of the patient (docs/FORMAT.md, ``split``): the order of splits."""
+    digest = hashlib.sha256(f"hcc-shards-split:{int(seed)}:{patient_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def rows_to_table(rows: Sequence[ManifestRow]) -> pa.Table:

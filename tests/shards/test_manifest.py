@@ -69,9 +69,10 @@ EXTRA_COLUMNS = [
     "dice_tumor",
     "dice_portal_vein",
     "dice_aorta",
+    "fold",
 ]
 """Columns added after the fixed ones: label volumes on the CT grid as acquired, then (format 2)
-the stored image and where the annotation comes from."""
+the stored image and where the annotation comes from, and the fold."""
 
 
 def make_row(case_id="HCC_001_00000001", patient="HCC_001", split="train", acq=2, **kw):
