@@ -192,3 +192,30 @@ class Geometry:
 def _default_direction() -> np.ndarray:
     # Axial, head-first supine: z increases towards S, rows towards P, columns towards L.
     return np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
+
+_LPS_TOWARDS = (("R", "L"), ("A", "P"), ("I", "S"))
+"""Patient directions along -/+ L, P and S (DICOM LPS)."""
+
+
+def axis_letters(direction: np.ndarray | Sequence[Sequence[float]]) -> tuple[str, str, str]:
+    """Where increasing index points along each array axis (z, y, x): one of R/L, A/P, I/S each.
+
+    Column a of ``direction`` is axis a's LPS unit vector; its largest component names the letter,
+    e.g. ('S', 'P', 'L') for an axial head-first-supine CT. Oblique axes get their nearest letter.
+    """
+    d = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    letters = []
+    for a in range(3):
+        column = d[:, a]
+        world = int(np.argmax(np.abs(column)))
+        letters.append(_LPS_TOWARDS[world][int(column[world] > 0)])
+    return tuple(letters)  # type: ignore[return-value]
+
+
+def opposite_letter(letter: str) -> str:
+    """The other end of an axis letter: R <-> L, A <-> P, I <-> S."""
+    for low, high in _LPS_TOWARDS:
+        if letter in (low, high):
+            return high if letter == low else low
+    raise ValueError(f"orientation letter must be one of R, L, A, P, I, S, got {letter!r}")

@@ -63,7 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("output", metavar="OUTPUT", help="dataset root: local folder, gs:// or s3:// prefix")
     _add_flags(parser)
-    parser.add_argument("beam_args", nargs=argparse.REMAINDER, help="further flags, passed to Apache Beam")
+    extra = parser.add_argument(
+        "beam_args", nargs=argparse.REMAINDER, help="further flags, passed to Apache Beam"
+    )
+    extra.required = False  # argparse marks a REMAINDER positional required; no Beam flag is
+    parser.epilog = (
+        "example: hcc-shards build ./HCC-TACE-Seg ./hcc --spacing auto  "
+        "(docs/RUNNERS.md has each runner's flags)"
+    )
 
 
 _MAPPED = {
