@@ -58,6 +58,7 @@ from hcc_shards.shards import (
 from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
 from hcc_shards.shards.writer import case_path
+from pipelines import progress as stage_progress
 from pipelines.options import BuildPlan, resolve_inputs
 
 _LOG = logging.getLogger("hcc_shards.build")
@@ -141,6 +142,13 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
             f"input {shown}{more} does not exist or cannot be listed (no object at or under it)"
         )
     return sorted(refs.values(), key=lambda r: r.url)
+
+
+def list_task(task: ListingTask, plan: BuildPlan) -> list[FileRef]:
+    """:func:`list_files` for one task of ``plan``, reported to its progress directory."""
+    refs = list_files(task, plan.input_storage_options)
+    stage_progress.mark_listed(plan.progress_dir, task.shard, len(refs))
+    return refs
 
 
 MAX_SPLIT_DEPTH = 3
@@ -227,6 +235,7 @@ def index_one(ref: FileRef, plan: BuildPlan) -> InstanceHeader | QuarantineRecor
             url=ref.url,
             details=(("traceback", _short_traceback(exc)),),
         )
+    stage_progress.mark_indexed(plan.progress_dir)
     pseudo = _pseudonymizer(plan.config.pseudonymize_key)
     if pseudo is None:
         return result
@@ -269,6 +278,7 @@ def pair_one_patient(
 ) -> list[Pairing | QuarantineRecord]:
     """Pairings and records of one patient; an unexpected error quarantines that patient's SEGs."""
     headers = sorted(headers, key=lambda h: h.url)
+    stage_progress.mark_paired(plan.progress_dir, patient_id)
     try:
         pairings, records = pair_patient(headers, plan.config)
     except Exception as exc:
@@ -575,6 +585,7 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
 
 def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
     """The terminal step: summary from the outcomes, then one commit (skipped when nothing changed)."""
+    stage_progress.mark_commit(plan.progress_dir)
     g = gather(outcomes, plan)
     config = g.target.config
     unchanged = _already_committed(g.target.version_url, g.rows, g.records, plan.output_storage_options)

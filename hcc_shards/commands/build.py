@@ -11,7 +11,6 @@ docs/RUNNERS.md for each runner's flags.
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sys
 
@@ -50,6 +49,9 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
         "--listing-shards", type=int, default=None, help="parallel listing tasks (default 16)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also show Apache Beam's own log warnings"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,10 +112,10 @@ def beam_argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from hcc_shards.errors import HccShardsError
-    from pipelines.build import format_summary, run_build
+    from pipelines.build import configure_logging, format_summary, run_build
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     argv = beam_argv(args)
+    configure_logging(args.verbose)
     try:
         summary = run_build(argv, progress=not args.quiet)
     except HccShardsError as exc:
