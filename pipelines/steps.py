@@ -55,6 +55,7 @@ from hcc_shards.shards import (
     version_url,
     write_case,
 )
+from hcc_shards.shards.card_facts import input_source
 from hcc_shards.shards.commit import quarantine_table
 from hcc_shards.shards.manifest import rows_to_table
 from hcc_shards.shards.writer import case_path
@@ -609,11 +610,24 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
     )
     if not unchanged:
         commit_dataset(
-            plan.output_url, g.rows, g.records, config, summary.to_dict(), plan.output_storage_options
+            plan.output_url,
+            g.rows,
+            g.records,
+            config,
+            summary.to_dict(),
+            plan.output_storage_options,
+            source=_source_of(plan),
         )
     if plan.progress_dir:
         _write_local_json(os.path.join(plan.progress_dir, "summary.json"), summary.to_dict())
     return summary
+
+
+def _source_of(plan: BuildPlan) -> dict[str, Any]:
+    """Where the DICOM came from, for dataset.json and the card (no input URL when pseudonymizing:
+    folder names may carry identifiers)."""
+    source = input_source(plan.input_url)
+    return {"kind": source["kind"]} if plan.config.pseudonymize_key else source
 
 
 def _already_committed(

@@ -82,8 +82,13 @@ def commit_dataset(
     config: BuildConfig,
     summary: dict[str, Any],
     storage_options: dict[str, Any] | None = None,
+    *,
+    source: dict[str, Any] | None = None,
 ) -> str:
-    """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL."""
+    """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL.
+
+    ``source`` (:func:`hcc_shards.shards.card_facts.input_source`) records where the DICOM came from.
+    """
     vurl = version_url(output_url, config)
     rows = sorted(rows, key=lambda r: r.case_id)
     incomplete = [
@@ -115,6 +120,7 @@ def commit_dataset(
         created=created,
         builder_version=hcc_shards.__version__,
         target_spacing_zyx=target or (0.0, 0.0, 0.0),
+        source=source,
     )
     put_bytes_atomic(storage.join(vurl, "DATASET.md"), card.encode(), storage_options)
     png = cohort_png(
@@ -145,6 +151,8 @@ def commit_dataset(
         "summary": json.loads(json.dumps(summary, default=str)),
         "created": created,
     }
+    if source is not None:
+        dataset["source"] = source
     put_json_atomic(storage.join(vurl, "dataset.json"), dataset, storage_options)
     latest = {
         "format_version": FORMAT_VERSION,
