@@ -57,8 +57,9 @@ from hcc_shards.shards import (
 )
 from hcc_shards.shards.card_facts import input_source
 from hcc_shards.shards.commit import quarantine_table
+from hcc_shards.shards.intensity import foreground_histogram, intensity_properties, merge_histograms
 from hcc_shards.shards.manifest import rows_to_table
-from hcc_shards.shards.writer import case_path
+from hcc_shards.shards.writer import case_path, stored_histogram
 from pipelines import progress as stage_progress
 from pipelines.options import BuildPlan, resolve_inputs
 
@@ -397,6 +398,8 @@ class Outcome:
     """kind=index: listing and header totals."""
     target: BuildTarget | None = None
     """kind=target: the resolved target."""
+    hu_histogram: tuple[tuple[int, int], ...] = ()
+    """kind=case: (HU, voxels) over the case's labelled voxels (hcc_shards.shards.intensity)."""
 
 
 def start_outcome(_: object = None) -> Outcome:
@@ -426,7 +429,12 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
             lambda: read_complete_case(target.version_url, key.case_id, config, plan.output_storage_options)
         )
         if done is not None:
-            outcome = Outcome(kind="case", row=done, resumed=True, seconds=time.monotonic() - start)
+            hist = _with_retries(
+                lambda: stored_histogram(target.version_url, done.path, plan.output_storage_options)
+            )
+            outcome = Outcome(
+                kind="case", row=done, resumed=True, seconds=time.monotonic() - start, hu_histogram=hist
+            )
         else:
             stage = "decode"
             case = _with_retries(lambda: decode_pairing(pairing, config, plan.input_storage_options))
@@ -443,6 +451,7 @@ def build_case(pairing: Pairing, target: BuildTarget, plan: BuildPlan) -> Outcom
                 bytes_read=pairing_bytes(pairing),
                 bytes_written=_written_bytes(target.version_url, key.case_id, plan.output_storage_options),
                 seconds=time.monotonic() - start,
+                hu_histogram=foreground_histogram(case.image, case.label),
             )
     except QuarantineError as exc:
         outcome = quarantine_outcome(_with_key(record_for(pairing, exc, stage), key))
@@ -548,6 +557,7 @@ class _Gathered:
     resumed: int
     bytes_read: int
     bytes_written: int
+    hu_histogram: tuple[tuple[int, int], ...] = ()
 
 
 def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
@@ -557,11 +567,13 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
     target: BuildTarget | None = None
     index = IndexStats()
     written = resumed = bytes_read = bytes_written = 0
+    histograms = []
     for o in outcomes:
         bytes_read += o.bytes_read
         bytes_written += o.bytes_written
         if o.kind == "case" and o.row is not None:
             rows[o.row.case_id] = o.row
+            histograms.append(o.hu_histogram)
             resumed += int(o.resumed)
             written += int(not o.resumed)
         elif o.kind == "quarantine" and o.record is not None:
@@ -581,6 +593,7 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
         resumed=resumed,
         bytes_read=bytes_read,
         bytes_written=bytes_written,
+        hu_histogram=merge_histograms(histograms),
     )
 
 
@@ -617,6 +630,7 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
             summary.to_dict(),
             plan.output_storage_options,
             source=_source_of(plan),
+            intensity=intensity_properties(g.hu_histogram),
         )
     if plan.progress_dir:
         _write_local_json(os.path.join(plan.progress_dir, "summary.json"), summary.to_dict())

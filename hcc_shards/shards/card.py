@@ -84,6 +84,7 @@ def dataset_card(
     builder_version: str,
     target_spacing_zyx: Sequence[float],
     source: dict[str, Any] | None = None,
+    intensity: dict[str, float] | None = None,
 ) -> str:
     """Markdown text of DATASET.md."""
     rows = sorted(rows, key=lambda r: r.case_id)
@@ -104,7 +105,7 @@ def dataset_card(
         "",
         card_facts.DATA_VOLUME_NOTE,
         "",
-        *card_facts.extra_sections(rows, source),
+        *card_facts.extra_sections(rows, source, intensity),
         "## Counts",
         "",
         "| item | count |",

@@ -71,7 +71,9 @@ def _hu_rows(rows: Sequence[ManifestRow]) -> list[str]:
     return out
 
 
-def extra_sections(rows: Sequence[ManifestRow], source: dict[str, Any] | None) -> list[str]:
+def extra_sections(
+    rows: Sequence[ManifestRow], source: dict[str, Any] | None, intensity: dict[str, float] | None = None
+) -> list[str]:
     """Markdown lines of the licence, source and HU sections."""
     lines = [
         "## Licence, citation and source",
@@ -100,4 +102,16 @@ def extra_sections(rows: Sequence[ManifestRow], source: dict[str, Any] | None) -
         *_hu_rows(rows),
         "",
     ]
+    if intensity:
+        lines += [
+            "Foreground intensity fingerprint, over the labelled voxels of all cases together "
+            "(nnU-Net's `foreground_intensity_properties_per_channel`, also in dataset.json):",
+            "",
+            "| mean | std | median | min | max | 0.5th percentile | 99.5th percentile |",
+            "|---|---|---|---|---|---|---|",
+            f"| {intensity['mean']:.1f} | {intensity['std']:.1f} | {intensity['median']:.1f} "
+            f"| {intensity['min']:.0f} | {intensity['max']:.0f} | {intensity['percentile_00_5']:.1f} "
+            f"| {intensity['percentile_99_5']:.1f} |",
+            "",
+        ]
     return lines

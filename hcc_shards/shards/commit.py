@@ -84,10 +84,13 @@ def commit_dataset(
     storage_options: dict[str, Any] | None = None,
     *,
     source: dict[str, Any] | None = None,
+    intensity: dict[str, float] | None = None,
 ) -> str:
     """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL.
 
-    ``source`` (:func:`hcc_shards.shards.card_facts.input_source`) records where the DICOM came from.
+    ``source`` (:func:`hcc_shards.shards.card_facts.input_source`) records where the DICOM came from;
+    ``intensity`` (:func:`hcc_shards.shards.intensity.intensity_properties`) is the cohort's
+    foreground HU fingerprint, stored as nnU-Net's ``foreground_intensity_properties_per_channel``.
     """
     vurl = version_url(output_url, config)
     rows = sorted(rows, key=lambda r: r.case_id)
@@ -121,6 +124,7 @@ def commit_dataset(
         builder_version=hcc_shards.__version__,
         target_spacing_zyx=target or (0.0, 0.0, 0.0),
         source=source,
+        intensity=intensity,
     )
     put_bytes_atomic(storage.join(vurl, "DATASET.md"), card.encode(), storage_options)
     png = cohort_png(
@@ -153,6 +157,8 @@ def commit_dataset(
     }
     if source is not None:
         dataset["source"] = source
+    if intensity is not None:
+        dataset["foreground_intensity_properties_per_channel"] = {"0": intensity}
     put_json_atomic(storage.join(vurl, "dataset.json"), dataset, storage_options)
     latest = {
         "format_version": FORMAT_VERSION,

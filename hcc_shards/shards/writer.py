@@ -86,6 +86,18 @@ def read_complete_case(
     return ManifestRow.from_dict(marker["row"])
 
 
+def stored_histogram(
+    version_url: str, case_path_rel: str, storage_options: dict[str, Any] | None = None
+) -> tuple[tuple[int, int], ...]:
+    """The foreground HU histogram of a stored case (a resumed case's share of the fingerprint)."""
+    from hcc_shards.shards.intensity import foreground_histogram
+
+    root = zarr.open_group(
+        open_store(storage.join(version_url, case_path_rel), storage_options, read_only=True), mode="r"
+    )
+    return foreground_histogram(root["0"][...], root["labels/segmentation/0"][...])
+
+
 def write_case(
     case: Case,
     version_url: str,
@@ -160,7 +172,9 @@ def write_case(
     title = f"{case_id}  {case.provenance.patient_id}"
     put_bytes_atomic(
         storage.join(version_url, "qc", f"{case_id}.png"),
-        case_png(case.image, case.label, case.geometry.spacing, title=title),
+        case_png(
+            case.image, case.label, case.geometry.spacing, title=title, direction=case.geometry.direction
+        ),
         storage_options,
     )
     marker = {

@@ -49,7 +49,13 @@ def test_card_has_licence_source_hu_and_file_names(tmp_path):
         for i in (1, 2, 3)
     ]
     source = input_source("/in")
-    commit_dataset(out, [row], quarantine, CONFIG, {"name": "t"}, source=source)
+    from hcc_shards.shards.intensity import foreground_histogram, intensity_properties
+    from hcc_shards.shards.writer import stored_histogram
+
+    hist = foreground_histogram(case.image, case.label)
+    assert stored_histogram(vurl, row.path) == hist  # what a resumed case contributes
+    intensity = intensity_properties(hist)
+    commit_dataset(out, [row], quarantine, CONFIG, {"name": "t"}, source=source, intensity=intensity)
     card = Path(f"{vurl}/DATASET.md").read_text(encoding="utf-8")
     assert "CC BY 4.0" in card and DOI in card and "Moawad" in card
     assert "- Source: TCIA download (local folder)" in card
@@ -59,4 +65,27 @@ def test_card_has_licence_source_hu_and_file_names(tmp_path):
     assert f"| mean | {row.hu_mean:.0f} | {row.hu_mean:.0f} | {row.hu_mean:.0f} |" in card
     for i in (1, 2, 3):
         assert f"| unreadable | index | HCC_002 | 1-00{i}.dcm | truncated |" in card
-    assert json.loads(Path(f"{vurl}/dataset.json").read_text())["source"] == source
+    stored = json.loads(Path(f"{vurl}/dataset.json").read_text())
+    assert stored["source"] == source
+    assert stored["foreground_intensity_properties_per_channel"] == {"0": intensity}
+    assert f"| {intensity['mean']:.1f} | {intensity['std']:.1f} |" in card
+    assert abs(intensity["mean"] - row.hu_mean) < 1e-9  # the same voxels as the manifest's hu_mean
+
+
+def test_intensity_properties_equal_numpy_over_all_foreground_voxels():
+    import numpy as np
+
+    from hcc_shards.shards.intensity import foreground_histogram, intensity_properties, merge_histograms
+
+    rng = np.random.default_rng(0)
+    images = [rng.normal(60, 30, size=(6, 20, 20)).astype(np.int16) for _ in range(3)]
+    labels = [(rng.random((6, 20, 20)) < 0.3).astype(np.uint8) * (i + 1) for i in range(3)]
+    hist = merge_histograms(foreground_histogram(im, lb) for im, lb in zip(images, labels, strict=True))
+    fg = np.concatenate([im[lb > 0] for im, lb in zip(images, labels, strict=True)]).astype(float)
+    got = intensity_properties(hist)
+    expected = {
+        "max": fg.max(), "mean": fg.mean(), "median": np.median(fg), "min": fg.min(),
+        "percentile_00_5": np.percentile(fg, 0.5), "percentile_99_5": np.percentile(fg, 99.5), "std": fg.std(),
+    }  # fmt: skip
+    assert got == {k: __import__("pytest").approx(v) for k, v in expected.items()}
+    assert intensity_properties(()) is None
