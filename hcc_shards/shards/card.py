@@ -171,6 +171,7 @@ def dataset_card(
         "",
         "![cohort](qc/cohort.png)",
         "",
+        *card_facts.figure_lines(),
     ]
     flagged = [r for r in rows if r.qc_flags]
     if flagged:

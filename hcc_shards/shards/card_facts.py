@@ -55,6 +55,20 @@ def quarantine_file(url: str) -> str:
     return md_cell(name) if name else "-"
 
 
+def figure_lines() -> list[str]:
+    """The named cohort figures of :mod:`hcc_shards.shards.qc_cohort`."""
+    return [
+        "Per-case spacings and label volumes, outliers named by case id:",
+        "",
+        "![cases](qc/cases.png)",
+        "",
+        "Per-case foreground HU (mean and 0.5-99.5 % range):",
+        "",
+        "![intensity](qc/intensity.png)",
+        "",
+    ]
+
+
 def _hu_rows(rows: Sequence[ManifestRow]) -> list[str]:
     out = []
     for column, label in (

@@ -28,6 +28,7 @@ from hcc_shards.shards.atomic import exists, put_bytes_atomic, put_json_atomic, 
 from hcc_shards.shards.card import dataset_card
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
+from hcc_shards.shards.qc_cohort import cases_png, intensity_png
 from hcc_shards.shards.writer import COMPLETE_MARKER
 
 __all__ = ["QUARANTINE_SCHEMA", "commit_dataset", "read_latest", "version_url"]
@@ -133,6 +134,8 @@ def commit_dataset(
         {lab.name: [r.volume_ml(lab.name) for r in rows] for lab in LABELS},
     )
     put_bytes_atomic(storage.join(vurl, "qc", "cohort.png"), png, storage_options)
+    for name, figure in (("cases.png", cases_png), ("intensity.png", intensity_png)):
+        put_bytes_atomic(storage.join(vurl, "qc", name), figure(rows), storage_options)
     split_counts = Counter(r.split for r in rows)
     dataset = {
         "format_version": FORMAT_VERSION,

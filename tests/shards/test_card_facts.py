@@ -89,3 +89,29 @@ def test_intensity_properties_equal_numpy_over_all_foreground_voxels():
     }  # fmt: skip
     assert got == {k: __import__("pytest").approx(v) for k, v in expected.items()}
     assert intensity_properties(()) is None
+
+
+def test_outliers_are_named_and_figures_are_written(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hcc_shards.shards.qc_cohort import outliers
+
+    values = np.array([2.5] * 6 + [2.6, 2.4, 10.000304])
+    assert outliers(values) == [8]
+    assert outliers(np.array([1.0, 1.0, 1.0])) == []
+    out = str(tmp_path)
+    vurl = version_url(out, CONFIG)
+    raw = make_case(
+        (20, 64, 64),
+        (5.0, 2.0, 2.0),
+        patient_id="HCC_001",
+        seg_uid="1.2.8",
+        structures=default_structures(scale=0.5),
+    )
+    row = write_case(resample_case(raw, CONFIG.target_spacing, CONFIG), vurl, CONFIG, split="train")
+    commit_dataset(out, [row], [], CONFIG, {"name": "t"})
+    card = Path(f"{vurl}/DATASET.md").read_text(encoding="utf-8")
+    for name in ("cases.png", "intensity.png"):
+        assert f"(qc/{name})" in card
+        assert Image.open(f"{vurl}/qc/{name}").format == "PNG"
