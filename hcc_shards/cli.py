@@ -14,7 +14,35 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "Generate a small cohort, build it, read patches back, print the summary.",
     "verify": "Check every stored object of a built dataset against its checksums.",
     "export": "Export a built dataset for training tools: nnU-Net raw layout or NIfTI.",
+    "info": "Summarise a built dataset: version, counts by split, spacing, sizes, quarantine.",
+    "ls": "List the cases of a built dataset as a table (--filter COLUMN=VALUE to select).",
+    "show": "Show one case of a built dataset: its manifest row, geometry, labels, QC image.",
 }
+
+DESCRIPTION = """\
+Turn a DICOM CT + DICOM-SEG collection (a local folder, gs:// or s3:// prefix) into a sharded
+Zarr v3 dataset for training segmentation models, and look at the result.
+"""
+
+EPILOG = """\
+examples:
+  hcc-shards plan ./HCC-TACE-Seg                  what would be built, and why not
+  hcc-shards build ./HCC-TACE-Seg ./hcc           build the dataset (needs the pipeline extra)
+  hcc-shards info ./hcc                           counts, spacing, sizes, quarantine
+  hcc-shards ls ./hcc --filter split=val          the validation cases
+  hcc-shards show ./hcc HCC_001_1a2b3c4d          one case: row, geometry, labels, QC image
+  hcc-shards verify ./hcc                         check every stored object
+  hcc-shards demo                                 the whole thing on 8 synthetic patients
+
+'hcc-shards COMMAND --help' describes each command. The reader-only install
+(pip install .) has info, ls, show; the build commands need the pipeline extra.
+"""
+
+PIPELINE_MODULES = frozenset(
+    {"apache_beam", "pydicom", "highdicom", "zarr", "scipy", "PIL", "matplotlib", "dask", "distributed"}
+)
+"""Top-level modules of the ``pipeline`` extra: a command that misses one names the extra to install."""
+PIPELINE_EXTRA_HINT = "pip install 'hcc-shards[pipeline]'"
 
 
 def _command_module(name: str):
@@ -22,7 +50,15 @@ def _command_module(name: str):
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hcc-shards", description=__doc__.splitlines()[0])
+    from hcc_shards import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hcc-shards",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hcc-shards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, help_text in SUBCOMMANDS.items():
@@ -35,8 +71,19 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
-    return int(_command_module(args.command).run(args) or 0)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        return int(_command_module(args.command).run(args) or 0)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in PIPELINE_MODULES:
+            raise
+        chosen = next((a for a in argv if not a.startswith("-")), "")
+        print(
+            f"hcc-shards {chosen}: this command needs the build stack (module {exc.name!r} is not "
+            f"installed); install the pipeline extra: {PIPELINE_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":

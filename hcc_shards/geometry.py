@@ -223,3 +223,30 @@ def lps_zyx_affine(affine_ras_xyz: np.ndarray) -> np.ndarray:
     """Inverse of :func:`ras_xyz_affine`: an (x, y, z) -> RAS affine as (z, y, x) -> LPS."""
     a = np.asarray(affine_ras_xyz, dtype=np.float64)
     return (_LPS_TO_RAS @ a)[:, _ZYX_TO_XYZ]
+
+
+_LPS_TOWARDS = (("R", "L"), ("A", "P"), ("I", "S"))
+"""Patient directions along -/+ L, P and S (DICOM LPS)."""
+
+
+def axis_letters(direction: np.ndarray | Sequence[Sequence[float]]) -> tuple[str, str, str]:
+    """Where increasing index points along each array axis (z, y, x): one of R/L, A/P, I/S each.
+
+    Column a of ``direction`` is axis a's LPS unit vector; its largest component names the letter,
+    e.g. ('S', 'P', 'L') for an axial head-first-supine CT. Oblique axes get their nearest letter.
+    """
+    d = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    letters = []
+    for a in range(3):
+        column = d[:, a]
+        world = int(np.argmax(np.abs(column)))
+        letters.append(_LPS_TOWARDS[world][int(column[world] > 0)])
+    return tuple(letters)  # type: ignore[return-value]
+
+
+def opposite_letter(letter: str) -> str:
+    """The other end of an axis letter: R <-> L, A <-> P, I <-> S."""
+    for low, high in _LPS_TOWARDS:
+        if letter in (low, high):
+            return high if letter == low else low
+    raise ValueError(f"orientation letter must be one of R, L, A, P, I, S, got {letter!r}")

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -35,6 +34,7 @@ from hcc_shards.errors import EmptyBuildError, OperatorError
 from hcc_shards.preflight import check_input, check_output, check_scheme
 from hcc_shards.shards import read_latest
 from hcc_shards.shards.atomic import read_json
+from pipelines import progress as build_progress
 from pipelines import runners, steps, transforms
 from pipelines.options import (
     INPUT_LIST_MARK,
@@ -154,9 +154,12 @@ def _run_with_progress(argv: list[str], options: PipelineOptions, tmp: str, prog
     pipeline = beam.Pipeline(runner=runners.make_runner(options), options=options)
     build_pipeline(pipeline, plan)
     stop = threading.Event()
-    watcher = None
+    watcher = view = None
     if progress and plan.progress_dir:
-        watcher = threading.Thread(target=_watch, args=(plan.progress_dir, stop), daemon=True)
+        view = build_progress.ProgressView()
+        watcher = threading.Thread(
+            target=build_progress.watch, args=(lambda: _stages(plan), view, stop), daemon=True
+        )
         watcher.start()
     try:
         values = runners.run_to_completion(pipeline) or []
@@ -164,8 +167,8 @@ def _run_with_progress(argv: list[str], options: PipelineOptions, tmp: str, prog
         stop.set()
         if watcher is not None:
             watcher.join(timeout=5)
-    if watcher is not None:
-        _report(*steps.progress(plan.progress_dir))
+    if view is not None:
+        view.close(_stages(plan))
     returned = [v for v in values if isinstance(v, steps.Summary)]
     summary = returned[0] if returned else _summary_of(plan)
     if summary.refused:
@@ -186,6 +189,23 @@ def preflight(plan: BuildPlan) -> None:
     check_output(plan.output_url, plan.output_storage_options)
 
 
+def _stages(plan: BuildPlan) -> list[build_progress.StageCount]:
+    return build_progress.read_stages(plan.progress_dir or "", plan.listing_shards)
+
+
+BEAM_LOGGER = "apache_beam"
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Our warnings always; Beam's own (worker start-up notes, option parsing) only when ``verbose``.
+
+    The workers of a local runner send their log records to the launcher, which logs them under
+    ``apache_beam.runners.portability``: one level on the ``apache_beam`` logger covers both.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger(BEAM_LOGGER).setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
 def _summary_of(plan: BuildPlan) -> steps.Summary:
     """The summary the commit step left in the progress directory, else the one in dataset.json
     (on remote runners, a rerun that changed nothing finds the previous run's summary there)."""
@@ -200,20 +220,6 @@ def _summary_of(plan: BuildPlan) -> steps.Summary:
     if not data or "summary" not in data:
         raise RuntimeError(f"the build finished but left no summary under {plan.output_url}")
     return steps.Summary.from_dict(data["summary"])
-
-
-def _watch(progress_dir: str, stop: threading.Event, every_s: float = 1.0) -> None:
-    last: Any = None
-    while not stop.wait(every_s):
-        state = steps.progress(progress_dir)
-        if state != last:
-            _report(*state)
-            last = state
-
-
-def _report(done: int, total: int | None) -> None:
-    shown = "?" if total is None else str(total)
-    print(f"[hcc-shards] cases {done}/{shown}", file=sys.stderr, flush=True)
 
 
 def format_summary(summary: steps.Summary) -> str:
@@ -259,9 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         HccShardsOptions._add_argparse_args(parser)
         parser.print_help()
         return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    verbose = "-v" in argv or "--verbose" in argv
+    configure_logging(verbose)
     try:
-        summary = run_build(argv)
+        summary = run_build([a for a in argv if a not in ("-v", "--verbose")])
     except OperatorError as exc:
         print(f"hcc-shards build: {exc}", file=sys.stderr)
         return exc.exit_code

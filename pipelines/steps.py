@@ -62,12 +62,15 @@ from hcc_shards.shards import (
     version_url,
 )
 from hcc_shards.shards.atomic import put_bytes_atomic
+from hcc_shards.shards.card_facts import input_source
 from hcc_shards.shards.commit import quarantine_table
+from hcc_shards.shards.intensity import foreground_histogram, intensity_properties, merge_histograms
 from hcc_shards.shards.manifest import rows_to_table
 from hcc_shards.shards.research import prepare_research
 from hcc_shards.shards.research import unchanged as research_unchanged
-from hcc_shards.shards.writer import image_path, read_complete_image, write_image
+from hcc_shards.shards.writer import image_path, read_complete_image, stored_histogram, write_image
 from hcc_shards.text import shown
+from pipelines import progress as stage_progress
 from pipelines.options import BuildPlan, indexed_inputs, resolve_inputs
 
 _LOG = logging.getLogger("hcc_shards.build")
@@ -188,6 +191,13 @@ def list_files(task: ListingTask, storage_options: dict[str, Any]) -> list[FileR
     return [*listed, *records]
 
 
+def list_task(task: ListingTask, plan: BuildPlan) -> list[FileRef | QuarantineRecord]:
+    """:func:`list_files` for one task of ``plan``, reported to its progress directory."""
+    refs = list_files(task, plan.input_storage_options)
+    stage_progress.mark_listed(plan.progress_dir, task.shard, sum(isinstance(r, FileRef) for r in refs))
+    return refs
+
+
 MAX_SPLIT_DEPTH = 3
 """Levels a split listing descends below a root to find as many entries as there are tasks."""
 
@@ -276,6 +286,7 @@ def index_one(ref: FileRef | QuarantineRecord, plan: BuildPlan) -> InstanceHeade
             url=ref.url,
             details=(("traceback", _short_traceback(exc)),),
         )
+    stage_progress.mark_indexed(plan.progress_dir)
     pseudo = _pseudonymizer(plan.config.pseudonymize_key)
     if pseudo is None:
         return result
@@ -320,6 +331,7 @@ def pair_one_patient(
 ) -> list[Pairing | QuarantineRecord]:
     """Pairings and records of one patient; an unexpected error quarantines that patient's SEGs."""
     headers = sorted(headers, key=lambda h: h.url)
+    stage_progress.mark_paired(plan.progress_dir, patient_id)
     try:
         pairings, records = pair_patient(headers, plan.config)
     except Exception as exc:
@@ -483,6 +495,8 @@ class Outcome:
     """kind=target: the resolved target."""
     features: tuple[FeatureRow, ...] = ()
     """kind=case with BuildConfig.features: the case's radiomics features."""
+    hu_histogram: tuple[tuple[int, int], ...] = ()
+    """kind=case: (HU, voxels) over the case's labelled voxels (hcc_shards.shards.intensity)."""
 
 
 def start_outcome(_: object = None) -> Outcome:
@@ -547,6 +561,15 @@ def build_image(pairings: Iterable[Pairing], target: BuildTarget, plan: BuildPla
                     replace(o, features=read_case_features(target.version_url, o.row.case_id, plan))
                     for o in outcomes
                 ]
+            outcomes = [
+                replace(
+                    o,
+                    hu_histogram=_with_retries(
+                        lambda r=o.row: stored_histogram(target.version_url, r, plan.output_storage_options)
+                    ),
+                )
+                for o in outcomes
+            ]
         else:
             stage = "resample"
             check_target_size(pairings[0].geometry, config.target_spacing, config)
@@ -589,8 +612,14 @@ def build_image(pairings: Iterable[Pairing], target: BuildTarget, plan: BuildPla
                     )
             outcomes = _image_outcomes(pairings, results, rows, keys)
             seconds = (time.monotonic() - start) / len(pairings)
+            hists = {c.case_id: foreground_histogram(c.image, c.label) for c in cases}
             outcomes = [
-                replace(o, seconds=seconds, features=feats.get(o.row.case_id, ()) if o.row else ())
+                replace(
+                    o,
+                    seconds=seconds,
+                    features=feats.get(o.row.case_id, ()) if o.row else (),
+                    hu_histogram=hists.get(o.row.case_id, ()) if o.row else (),
+                )
                 for o in outcomes
             ]
             if rows:  # the image's bytes once, on its first written annotation
@@ -792,6 +821,7 @@ class _Gathered:
     bytes_read: int
     bytes_written: int
     features: tuple[FeatureRow, ...] = ()
+    hu_histogram: tuple[tuple[int, int], ...] = ()
 
 
 def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
@@ -802,12 +832,14 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
     index = IndexStats()
     written = resumed = bytes_read = bytes_written = 0
     features: dict[str, tuple[FeatureRow, ...]] = {}
+    histograms = []
     for o in outcomes:
         bytes_read += o.bytes_read
         bytes_written += o.bytes_written
         if o.kind == "case" and o.row is not None:
             rows[o.row.case_id] = o.row
             features[o.row.case_id] = o.features
+            histograms.append(o.hu_histogram)
             resumed += int(o.resumed)
             written += int(not o.resumed)
         elif o.kind == "quarantine" and o.record is not None:
@@ -828,11 +860,13 @@ def gather(outcomes: Iterable[Outcome], plan: BuildPlan) -> _Gathered:
         bytes_read=bytes_read,
         bytes_written=bytes_written,
         features=tuple(f for k in sorted(features) for f in features[k]),
+        hu_histogram=merge_histograms(histograms),
     )
 
 
 def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
     """The terminal step: summary from the outcomes, then one commit (skipped when nothing changed)."""
+    stage_progress.mark_commit(plan.progress_dir)
     g = gather(outcomes, plan)
     config = g.target.config
     pseudo = _pseudonymizer(plan.config.pseudonymize_key)
@@ -893,10 +927,27 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
             summary.to_dict(),
             plan.output_storage_options,
             research=research,
+            source=_source_of(plan),
+            intensity=intensity_properties(g.hu_histogram),
         )
     if plan.progress_dir:
         _write_local_json(os.path.join(plan.progress_dir, "summary.json"), summary.to_dict())
     return summary
+
+
+def _source_of(plan: BuildPlan) -> dict[str, Any]:
+    """Where the DICOM came from, for dataset.json and the card (no input URL when pseudonymizing:
+    folder names may carry identifiers)."""
+    versions = sorted(
+        {
+            f"idc-index-data {r.get('idc_index_data')}, IDC release {r.get('idc_release')}"
+            for r in plan.input_index
+        }
+    )
+    source = input_source(plan.input_url, index_version="; ".join(versions) or None)
+    if plan.config.pseudonymize_key:
+        return {k: v for k, v in source.items() if k != "input"}
+    return source
 
 
 def _already_committed(

@@ -67,7 +67,7 @@ class ListFiles(beam.PTransform):
         tasks = pbegin | "Tasks" >> beam.Create(steps.listing_tasks(self.plan))
         if self.plan.spread_inputs:
             tasks = tasks | "Spread tasks" >> Spread(key=lambda t: str(t.shard))
-        return tasks | "List" >> beam.FlatMap(steps.list_files, self.plan.input_storage_options)
+        return tasks | "List" >> beam.FlatMap(steps.list_task, self.plan)
 
 
 @dataclass

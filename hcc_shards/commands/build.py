@@ -12,7 +12,6 @@ docs/RUNNERS.md for each runner's flags.
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sys
 
@@ -72,6 +71,9 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=None, help="cross-validation folds (manifest 'fold')")
     parser.add_argument("--features", action="store_true", help="radiomics features (features.parquet)")
     parser.add_argument("--split-file", default=None, metavar="FILE", help="nnU-Net splits_final.json")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also show Apache Beam's own log warnings"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("output", metavar="OUTPUT", help="dataset root: local folder, gs:// or s3:// prefix")
     _add_flags(parser)
-    parser.add_argument("beam_args", nargs=argparse.REMAINDER, help="further flags, passed to Apache Beam")
+    extra = parser.add_argument(
+        "beam_args", nargs=argparse.REMAINDER, help="further flags, passed to Apache Beam"
+    )
+    extra.required = False  # argparse marks a REMAINDER positional required; no Beam flag is
+    parser.epilog = (
+        "example: hcc-shards build ./HCC-TACE-Seg ./hcc --spacing auto  "
+        "(docs/RUNNERS.md has each runner's flags)"
+    )
 
 
 _MAPPED = {
@@ -137,10 +146,10 @@ def beam_argv(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from hcc_shards.errors import HccShardsError, OperatorError
     from hcc_shards.text import shown
-    from pipelines.build import format_summary, run_build
+    from pipelines.build import configure_logging, format_summary, run_build
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     argv = beam_argv(args)
+    configure_logging(args.verbose)
     try:
         _print_index_totals(argv)
         summary = run_build(argv, progress=not args.quiet)

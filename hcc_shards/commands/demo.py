@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
@@ -30,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from pipelines.build import configure_logging
+
+    configure_logging(verbose=False)
     root = os.path.abspath(args.dir)
     dicom, dataset, truth_file = (os.path.join(root, p) for p in ("dicom", "dataset", "truth.json"))
     os.makedirs(root, exist_ok=True)

@@ -11,6 +11,7 @@ import numpy as np
 from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
+from hcc_shards.shards import card_facts
 from hcc_shards.shards.card_annotations import annotation_lines
 from hcc_shards.shards.card_clinical import research_sections
 from hcc_shards.shards.manifest import SPLITS, ManifestRow
@@ -23,14 +24,14 @@ _STATS = ("min", "median", "max")
 
 
 def _xyz(v: Sequence[float]) -> tuple[float, float, float]:
-    # The card lists (x, y, z), like the published card; arrays are (z, y, x).
-    return (v[2], v[1], v[0])
+    # The card lists (z, y, x), the array order of the whole project (the published card has (x, y, z)).
+    return (v[0], v[1], v[2])
 
 
 def resolution_table(
     spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]]
 ) -> list[dict[str, Any]]:
-    """Per-axis min/median/max of spacing (mm) and size, each as an (x, y, z) tuple."""
+    """Per-axis min/median/max of spacing (mm) and size, each as a (z, y, x) tuple."""
     sp = np.asarray(spacings, dtype=float).reshape(-1, 3)
     sh = np.asarray(shapes, dtype=float).reshape(-1, 3)
     out = []
@@ -89,6 +90,8 @@ def dataset_card(
     builder_version: str,
     target_spacing_zyx: Sequence[float],
     research: Research | None = None,
+    source: dict[str, Any] | None = None,
+    intensity: dict[str, float] | None = None,
 ) -> str:
     """Markdown text of DATASET.md."""
     rows = sorted(rows, key=lambda r: r.case_id)
@@ -107,6 +110,9 @@ def dataset_card(
         f"| 3D | CT | Segmentation | {', '.join(lab.display for lab in LABELS)} | {len(LABELS)} "
         f"| {len(rows)} | OME-Zarr 0.5 (Zarr v3) |",
         "",
+        card_facts.DATA_VOLUME_NOTE,
+        "",
+        *card_facts.extra_sections(rows, source, intensity),
         "## Counts",
         "",
         "| item | count |",
@@ -126,7 +132,7 @@ def dataset_card(
         "",
         "## Resolution Details",
         "",
-        "Spacing and size are (x, y, z), each axis summarised on its own.",
+        "Spacing and size are (z, y, x), the arrays' axis order; each axis is summarised on its own.",
         "",
     ]
     ts = _xyz(list(target_spacing_zyx))
@@ -174,6 +180,7 @@ def dataset_card(
         "",
         "![cohort](qc/cohort.png)",
         "",
+        *card_facts.figure_lines(),
     ]
     flagged = [r for r in rows if r.qc_flags]
     if flagged:
@@ -185,9 +192,17 @@ def dataset_card(
         f"| {r.case_id} | {md_cell(r.patient_id)} | {r.split} | [png](qc/{r.case_id}.png) |" for r in rows
     ]
     if quarantine:
-        lines += ["", "## Quarantine", "", "| code | stage | patient | message |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Quarantine",
+            "",
+            "| code | stage | patient | file | message |",
+            "|---|---|---|---|---|",
+        ]
         for q in sorted(quarantine, key=lambda q: q.sort_key):
+            file = card_facts.quarantine_file(q.url)
             lines.append(
-                f"| {q.code} | {q.stage} | {md_cell(q.patient_id)} | {md_cell(q.message, limit=600)} |"
+                f"| {md_cell(q.code)} | {q.stage} | {md_cell(q.patient_id)} | {file} | "
+                f"{md_cell(q.message, limit=600)} |"
             )
     return "\n".join(lines) + "\n"

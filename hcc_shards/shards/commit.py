@@ -30,6 +30,7 @@ from hcc_shards.shards.card import dataset_card
 from hcc_shards.shards.card_annotations import AGREEMENT_PNG, agreement_png
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
+from hcc_shards.shards.qc_cohort import cases_png, intensity_png
 from hcc_shards.shards.research import Research, research_json, write_research, write_survival
 from hcc_shards.shards.writer import marker_path
 from hcc_shards.text import storable
@@ -87,11 +88,17 @@ def commit_dataset(
     summary: dict[str, Any],
     storage_options: dict[str, Any] | None = None,
     research: Research | None = None,
+    *,
+    source: dict[str, Any] | None = None,
+    intensity: dict[str, float] | None = None,
 ) -> str:
     """Write the version's tables, card and dataset.json, then LATEST.json; return the version URL.
 
     ``research`` (:func:`hcc_shards.shards.research.prepare_research`) adds clinical.parquet,
     features.parquet, qc/survival.png and their card sections; its rows replace ``rows``.
+    ``source`` (:func:`hcc_shards.shards.card_facts.input_source`) records where the DICOM came from;
+    ``intensity`` (:func:`hcc_shards.shards.intensity.intensity_properties`) is the cohort's
+    foreground HU fingerprint, stored as nnU-Net's ``foreground_intensity_properties_per_channel``.
     """
     if research is not None:
         rows = research.rows
@@ -129,6 +136,8 @@ def commit_dataset(
         builder_version=hcc_shards.__version__,
         target_spacing_zyx=target or (0.0, 0.0, 0.0),
         research=research,
+        source=source,
+        intensity=intensity,
     )
     put_bytes_atomic(storage.join(vurl, "DATASET.md"), card.encode(), storage_options)
     png = cohort_png(
@@ -141,6 +150,8 @@ def commit_dataset(
         put_bytes_atomic(storage.join(vurl, AGREEMENT_PNG), agreement, storage_options)
     if research is not None:
         write_survival(vurl, research, storage_options)
+    for name, figure in (("cases.png", cases_png), ("intensity.png", intensity_png)):
+        put_bytes_atomic(storage.join(vurl, "qc", name), figure(rows), storage_options)
     split_counts = Counter(r.split for r in rows)
     dataset = {
         "format_version": FORMAT_VERSION,
@@ -165,6 +176,10 @@ def commit_dataset(
     }
     if research is not None:
         dataset.update(research_json(research))
+    if source is not None:
+        dataset["source"] = source
+    if intensity is not None:
+        dataset["foreground_intensity_properties_per_channel"] = {"0": intensity}
     put_json_atomic(storage.join(vurl, "dataset.json"), dataset, storage_options)
     latest = {
         "format_version": FORMAT_VERSION,

@@ -53,9 +53,24 @@ def overlay(grey: np.ndarray, label: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def case_png(image: np.ndarray, label: np.ndarray, spacing_zyx: Sequence[float], title: str = "") -> bytes:
-    """PNG bytes: axial, coronal and sagittal planes through :func:`focus_point`, physical aspect."""
+def case_png(
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing_zyx: Sequence[float],
+    title: str = "",
+    direction: np.ndarray | None = None,
+) -> bytes:
+    """PNG bytes: axial, coronal and sagittal planes through :func:`focus_point`, physical aspect.
+
+    Labels are blended at :data:`OVERLAY_ALPHA` over the windowed CT, each panel has orientation
+    letters at its edges (from ``direction``; an axial head-first-supine grid when None), and a
+    legend of the label colours runs under the title.
+    """
     from PIL import Image, ImageDraw
+
+    from hcc_shards.geometry import axis_letters, opposite_letter
+
+    lz, ly, lx = axis_letters(np.eye(3)[:, ::-1] if direction is None else direction)
 
     z, y, x = focus_point(label)
     sz, sy, sx = (float(v) for v in spacing_zyx)
@@ -65,6 +80,12 @@ def case_png(image: np.ndarray, label: np.ndarray, spacing_zyx: Sequence[float],
         (image[::-1, y, :], label[::-1, y, :], sz, sx),
         (image[::-1, :, x], label[::-1, :, x], sz, sy),
     ]
+    # (top, bottom, left, right) of each panel; coronal and sagittal show z flipped.
+    edges = [
+        (opposite_letter(ly), ly, opposite_letter(lx), lx),
+        (lz, opposite_letter(lz), opposite_letter(lx), lx),
+        (lz, opposite_letter(lz), opposite_letter(ly), ly),
+    ]
     panels = []
     for img, lab, row_mm, col_mm in planes:
         h_mm, w_mm = img.shape[0] * row_mm, img.shape[1] * col_mm
@@ -73,20 +94,36 @@ def case_png(image: np.ndarray, label: np.ndarray, spacing_zyx: Sequence[float],
         # panel's pixels, not the plane's (the same picture, a third of the work for a 512^2 plane).
         rows = _nearest(img.shape[0], PANEL_PX)[:, None]
         cols = _nearest(img.shape[1], width)[None, :]
-        panels.append(Image.fromarray(overlay(window(img[rows, cols]), lab[rows, cols])))
-    header = 18 if title else 0
+        panel = Image.fromarray(overlay(window(img[rows, cols]), lab[rows, cols]))
+        _letters(ImageDraw.Draw(panel), panel.width, panel.height, edges[len(panels)])
+        panels.append(panel)
+    header = 34 if title else 16
     canvas = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), PANEL_PX + header))
     left = 0
     for p in panels:
         canvas.paste(p, (left, header))
         left += p.width + 4
+    draw = ImageDraw.Draw(canvas)
     if title:
-        ImageDraw.Draw(canvas).text(
-            (4, 3), f"{title}  W{WINDOW_WIDTH:.0f}/L{WINDOW_LEVEL:.0f}", fill=(255, 255, 255)
-        )
+        draw.text((4, 3), f"{title}  W{WINDOW_WIDTH:.0f}/L{WINDOW_LEVEL:.0f}", fill=(255, 255, 255))
+    x = 4
+    for lab in LABELS:
+        draw.rectangle((x, header - 13, x + 9, header - 4), fill=tuple(lab.rgba[:3]))
+        draw.text((x + 13, header - 15), lab.display, fill=(255, 255, 255))
+        x += 13 + int(draw.textlength(lab.display)) + 12
     buf = io.BytesIO()
     canvas.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def _letters(draw, width: int, height: int, edges: tuple[str, str, str, str]) -> None:
+    """Orientation letters at the middle of each edge: top, bottom, left, right."""
+    top, bottom, left, right = edges
+    spots = ((top, (width // 2 - 3, 2)), (bottom, (width // 2 - 3, height - 13)))
+    spots += ((left, (3, height // 2 - 6)), (right, (width - 10, height // 2 - 6)))
+    for letter, (x, y) in spots:
+        draw.text((x + 1, y + 1), letter, fill=(0, 0, 0))  # a shadow: readable on bright tissue too
+        draw.text((x, y), letter, fill=(255, 255, 0))
 
 
 def _nearest(n: int, size: int) -> np.ndarray:

@@ -132,6 +132,18 @@ def read_complete_case(
     return None if rows is None else rows.get(case_id)
 
 
+def stored_histogram(
+    version_url: str, row: ManifestRow, storage_options: dict[str, Any] | None = None
+) -> tuple[tuple[int, int], ...]:
+    """The foreground HU histogram of a stored case (a resumed case's share of the fingerprint)."""
+    from hcc_shards.shards.intensity import foreground_histogram
+
+    root = zarr.open_group(
+        open_store(storage.join(version_url, row.image_path), storage_options, read_only=True), mode="r"
+    )
+    return foreground_histogram(root["0"][...], root[f"labels/{row.case_id}/0"][...])
+
+
 def write_case(
     case: Case,
     version_url: str,
@@ -216,7 +228,9 @@ def write_image(
         title = f"{case.case_id}  {case.provenance.patient_id}  {case.annotation.source}"
         put_bytes_atomic(
             storage.join(version_url, "qc", f"{case.case_id}.png"),
-            case_png(case.image, case.label, case.geometry.spacing, title=title),
+            case_png(
+                case.image, case.label, case.geometry.spacing, title=title, direction=case.geometry.direction
+            ),
             storage_options,
         )
     marker = {

@@ -157,8 +157,9 @@ def test_card_tables(built):
             if min(true) >= 10.0:
                 np.testing.assert_allclose(got, [min(true), np.median(true), max(true)], rtol=0.02)
     before = _table(md, "| Dataset Statistics", after="### Before resampling")
-    sp = np.array([r.source_spacing_zyx for r in rows])[:, ::-1]
-    sz = np.array([r.source_shape_zyx for r in rows])[:, ::-1]
+    # The card lists (z, y, x), the arrays' order.
+    sp = np.array([r.source_spacing_zyx for r in rows])
+    sz = np.array([r.source_shape_zyx for r in rows])
     for (_, spacing, size), f in zip(before, (np.min, np.median, np.max), strict=True):
         np.testing.assert_allclose(_triple(spacing), f(sp, axis=0), atol=0.006)
         np.testing.assert_allclose(_triple(size), f(sz, axis=0), atol=0.5)

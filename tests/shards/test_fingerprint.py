@@ -33,3 +33,19 @@ def test_rejects_bad_input():
         auto_target_spacing([])
     with pytest.raises(ValueError, match="positive and finite"):
         auto_target_spacing([(1.0, 0.0, 1.0)])
+
+
+def test_rounding_jitter_does_not_set_the_target():
+    # Two of five patients have slice steps of 10 mm written with jitter; the median would be
+    # 10.000304 without merging, and every case would be resampled by 0.003 %.
+    spacings = [(10.0, 0.8, 0.8)] * 2 + [(10.000304, 0.8, 0.8), (10.000304, 0.8, 0.8), (10.0002, 0.8, 0.8)]
+    assert auto_target_spacing(spacings, anisotropy_threshold=20.0) == (10.0, 0.8, 0.8)
+    # Values further apart than the tolerance stay distinct.
+    assert auto_target_spacing([(2.5, 0.8, 0.8), (2.6, 0.8, 0.8), (2.6, 0.8, 0.8)], 20.0) == (2.6, 0.8, 0.8)
+
+
+def test_merge_jitter_takes_the_most_common_value_of_each_group():
+    from hcc_shards.shards.fingerprint import merge_jitter
+
+    merged = merge_jitter([5.0, 0.7, 5.004, 0.70001, 0.7, 5.004])
+    assert merged.tolist() == [5.004, 0.7, 5.004, 0.7, 0.7, 5.004]
