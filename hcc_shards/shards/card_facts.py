@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from hcc_shards import storage
 from hcc_shards.shards.manifest import ManifestRow
 from hcc_shards.text import md_cell
 
