@@ -76,7 +76,7 @@ ensure_main_env() {
 # dependencies; it proves the reader installs and runs without the build stack.
 ensure_reader_env() {
   local key venv
-  key="$(lock_key "$ROOT/requirements/reader.lock")"
+  key="$(lock_key "$ROOT/requirements/reader.lock" "$ROOT/requirements/reader-frameworks.lock")"
   venv="$ENV_HOME/reader-$key"
   if [ ! -f "$venv/.ready" ]; then
     log "building reader environment $venv"
@@ -84,6 +84,10 @@ ensure_reader_env() {
     "$(find_python 3.11)" -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements/reader.lock"
+    # MONAI and TorchIO for the adapter tests only, pinned beside the CPU torch installed above.
+    echo "torch==$TORCH_VERSION" >"$venv/constraints.txt"
+    "$venv/bin/pip" install -q --disable-pip-version-check -c "$venv/constraints.txt" \
+      -r "$ROOT/requirements/reader-frameworks.lock"
     touch "$venv/.ready"
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" 2>/dev/null \
