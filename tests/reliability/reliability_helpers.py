@@ -177,7 +177,18 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 
 def shard_objects(version: Path) -> list[Path]:
     """Every stored chunk or shard object of every case (image, label, foreground arrays)."""
-    return sorted(p for p in (version / "cases").rglob("*") if p.is_file() and "/c/" in p.as_posix())
+    return sorted(p for p in (version / "images").rglob("*") if p.is_file() and "/c/" in p.as_posix())
+
+
+def case_of_object(version: Path, obj: Path) -> str:
+    """The case a stored object belongs to: its label image's, or (an image shard) the image's one
+    annotation (the synthetic cohort has one SEG per image)."""
+    parts = obj.relative_to(version).parts
+    if parts[2] == "labels":
+        return parts[3]
+    listed = json.loads((version / parts[0] / parts[1] / "labels" / "zarr.json").read_text())
+    (case_id,) = listed["attributes"]["ome"]["labels"]
+    return case_id
 
 
 def expected_record_key(fault: Any) -> tuple[str, str, str]:

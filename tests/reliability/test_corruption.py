@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from reliability_helpers import shard_objects, version_dir
+from reliability_helpers import case_of_object, shard_objects, version_dir
 
 from hcc_shards.cli import main as cli_main
 from hcc_shards.errors import HccShardsError
@@ -50,7 +50,7 @@ def _positions(output: Path, n: int, seed: int) -> list[tuple[Path, int]]:
 
 
 def _check_detected(output: Path, obj: Path, pos: int) -> None:
-    case_id = obj.relative_to(version_dir(output)).parts[1]
+    case_id = case_of_object(version_dir(output), obj)
     original = _flip(obj, pos)
     try:
         with pytest.raises(HccShardsError) as info:
@@ -68,11 +68,12 @@ def test_clean_output_verifies(output: Path, capsys: pytest.CaptureFixture[str])
     assert cli_main(["verify", str(output)]) == 0
     assert "3 ok, 0 corrupted" in capsys.readouterr().out
     for obj in shard_objects(version_dir(output)):
-        _read_everything(output, obj.relative_to(version_dir(output)).parts[1])
+        _read_everything(output, case_of_object(version_dir(output), obj))
 
 
 def test_every_shard_object_is_covered_by_a_checksum(output: Path) -> None:
-    kinds = {o.relative_to(version_dir(output)).parts[2] for o in shard_objects(version_dir(output))}
+    parts = [o.relative_to(version_dir(output)).parts for o in shard_objects(version_dir(output))]
+    kinds = {"foreground" if "foreground" in p else p[2] for p in parts}
     assert kinds == {"0", "labels", "foreground"}
 
 
@@ -86,17 +87,20 @@ def test_verify_command_reports_every_corrupted_case(
     output: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     version = version_dir(output)
-    cases = sorted(p.name for p in (version / "cases").iterdir())
+    images = sorted(p.name for p in (version / "images").iterdir())
     saved = []
+    cases = []
     try:
-        for cid in cases[:2]:  # one flip in each of two cases: an image shard and a label shard
-            obj = sorted((version / "cases" / cid).rglob("c/*/*/*"))[0 if cid == cases[0] else -1]
+        for image in images[:2]:  # one flip in each of two images: an image shard and a label shard
+            obj = sorted((version / "images" / image).rglob("c/*/*/*"))[0 if image == images[0] else -1]
+            cases.append(case_of_object(version, obj))
             saved.append((obj, _flip(obj, obj.stat().st_size // 2)))
+        cases = sorted(cases)
         assert cli_main(["verify", str(output)]) == 1
         out = capsys.readouterr().out
         assert (
             sorted(line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("CORRUPT"))
-            == cases[:2]
+            == cases
         )
         assert "1 ok, 2 corrupted" in out
     finally:
