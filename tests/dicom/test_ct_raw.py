@@ -31,8 +31,14 @@ def _both(headers: list[InstanceHeader], config: BuildConfig = CONFIG) -> tuple[
     return decode_ct(headers, slices, config), decode_ct(headers, slices, config, raw=False)
 
 
+_SERIES: dict[str, dict[str, str]] = {}
+
+
 def _write(tmp: Path, pixels: np.ndarray, name: str = "ct.dcm", **attrs) -> InstanceHeader:
-    uids = {"series_uid": generate_uid(), "study_uid": generate_uid(), "for_uid": generate_uid()}
+    # The files of one folder are one series (one study, one frame of reference), as check_stack expects.
+    uids = _SERIES.setdefault(
+        str(tmp), {"series_uid": generate_uid(), "study_uid": generate_uid(), "for_uid": generate_uid()}
+    )
     ds = ct_dataset(pixels, (0.0, 0.0, 0.0), **uids)
     syntax = attrs.pop("syntax", None)
     for key, value in attrs.items():
