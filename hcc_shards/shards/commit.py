@@ -150,8 +150,8 @@ def commit_dataset(
         put_bytes_atomic(storage.join(vurl, AGREEMENT_PNG), agreement, storage_options)
     if research is not None:
         write_survival(vurl, research, storage_options)
-    for name, figure in (("cases.png", cases_png), ("intensity.png", intensity_png)):
-        put_bytes_atomic(storage.join(vurl, "qc", name), figure(rows), storage_options)
+    for png, figure in (("cases.png", cases_png), ("intensity.png", intensity_png)):
+        put_bytes_atomic(storage.join(vurl, "qc", png), figure(rows), storage_options)
     split_counts = Counter(r.split for r in rows)
     dataset = {
         "format_version": FORMAT_VERSION,
