@@ -60,8 +60,9 @@ def _arrays(vdir: Path):
     from hcc_shards.shards.writer import open_store
 
     for row in read_manifest(str(vdir / "manifest.parquet")):
-        g = zarr.open_group(open_store(str(vdir / row.path), None, read_only=True), mode="r")
-        yield row, g["0"][...], g["labels/segmentation/0"][...]
+        image = zarr.open_group(open_store(str(vdir / row.image_path), None, read_only=True), mode="r")
+        label = zarr.open_group(open_store(str(vdir / row.path), None, read_only=True), mode="r")
+        yield row, image["0"][...], label["0"][...]
 
 
 def _one_label(args):

@@ -59,16 +59,25 @@ def snapshot(root: str | Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def case_arrays(case_dir: str | Path, storage_options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Image, label and foreground arrays of one stored case (zarr-python, any fsspec URL)."""
+def case_arrays(
+    version: str | Path, row: dict[str, Any], storage_options: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Image, label and foreground arrays of one stored case (its manifest ``row``) under a version
+    (zarr-python, any fsspec URL): the image group at ``image_path``, the label image at ``path``."""
     import zarr
 
+    from hcc_shards import storage
     from hcc_shards.shards.writer import open_store
 
-    group = zarr.open_group(open_store(str(case_dir), storage_options, read_only=True), mode="r")
-    arrays = {"image": group["0"][...], "label": group["labels/segmentation/0"][...]}
-    for name in sorted(group["foreground"].array_keys()):
-        arrays[f"foreground/{name}"] = group["foreground"][name][...]
+    def group(rel: str):
+        return zarr.open_group(
+            open_store(storage.join(str(version), rel), storage_options, read_only=True), mode="r"
+        )
+
+    image, label = group(row["image_path"]), group(row["path"])
+    arrays = {"image": image["0"][...], "label": label["0"][...]}
+    for name in sorted(label["foreground"].array_keys()):
+        arrays[f"foreground/{name}"] = label["foreground"][name][...]
     return arrays
 
 

@@ -66,8 +66,8 @@ def _assert_same_dataset(
     assert rows == ref_rows, "manifests differ"
     assert ref_rows, "the reference build has no case"
     for row in ref_rows:
-        want = case_arrays(reference_version / row["path"])
-        got = case_arrays(storage.join(version_url, row["path"]), options)
+        want = case_arrays(reference_version, row)
+        got = case_arrays(version_url, row, options)
         assert sorted(got) == sorted(want)
         for name in want:
             np.testing.assert_array_equal(got[name], want[name], err_msg=f"{row['case_id']} {name}")

@@ -22,7 +22,7 @@ def test_features_equal_the_library_run_directly(small_cohort: Cohort, tmp_path:
     ext = extractor()
     checked = 0
     for row in rows:
-        arrays = case_arrays(vdir / row["path"])
+        arrays = case_arrays(vdir, row)
         img, msk = sitk_pair(arrays["image"], arrays["label"], row["spacing_zyx"])
         for value, name in FEATURE_LABELS:
             got = [t for t in table if t["case_id"] == row["case_id"] and t["label"] == name]
