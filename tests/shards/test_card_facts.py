@@ -53,7 +53,7 @@ def test_card_has_licence_source_hu_and_file_names(tmp_path):
     from hcc_shards.shards.writer import stored_histogram
 
     hist = foreground_histogram(case.image, case.label)
-    assert stored_histogram(vurl, row.path) == hist  # what a resumed case contributes
+    assert stored_histogram(vurl, row) == hist  # what a resumed case contributes
     intensity = intensity_properties(hist)
     commit_dataset(out, [row], quarantine, CONFIG, {"name": "t"}, source=source, intensity=intensity)
     card = Path(f"{vurl}/DATASET.md").read_text(encoding="utf-8")
