@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from hcc_shards import storage
+from hcc_shards import idc, storage
 from hcc_shards.errors import EmptyBuildError, OperatorError
 from hcc_shards.preflight import check_input, check_output, check_scheme
 from hcc_shards.shards import read_latest
@@ -42,6 +42,7 @@ from pipelines.options import (
     HccShardsOptions,
     check_flags,
     clean_input_entry,
+    indexed_inputs,
     input_entries,
     resolve_inputs,
 )
@@ -178,14 +179,18 @@ def _run_with_progress(argv: list[str], options: PipelineOptions, tmp: str, prog
 
 def preflight(plan: BuildPlan) -> None:
     """INPUT and OUTPUT checked before any work (hcc_shards.preflight): one line and exit code each."""
+    # idc:// entries are resolved through the index; a series it names without objects is a
+    # missing_objects record of the build, not a mistyped INPUT.
     entries = [
         clean_input_entry(e, "INPUT")
         for e in input_entries(plan.input_url)
-        if not e.startswith(INPUT_LIST_MARK)
+        if not e.startswith(INPUT_LIST_MARK) and not idc.is_idc_url(e)
     ]
+    indexed = indexed_inputs(plan.input_url)
     check_scheme(plan.output_url, "OUTPUT")
     check_input(entries, plan.input_storage_options)
-    check_input(resolve_inputs(plan.input_url, plan.input_storage_options), plan.input_storage_options)
+    roots = resolve_inputs(plan.input_url, plan.input_storage_options)
+    check_input([r for r in roots if r not in indexed], plan.input_storage_options)
     check_output(plan.output_url, plan.output_storage_options)
 
 

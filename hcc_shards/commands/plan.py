@@ -32,11 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from hcc_shards.config import BuildConfig
     from hcc_shards.dicom.plan import format_record, plan_records
     from hcc_shards.errors import OperatorError
+    from hcc_shards.idc import is_idc_url
     from hcc_shards.preflight import check_input
 
     storage_options = storage_options_of(args)
     try:
-        check_input([args.input], storage_options)
+        if not is_idc_url(args.input):  # resolved through the index, which reports what it names
+            check_input([args.input], storage_options)
     except OperatorError as exc:
         print(f"hcc-shards plan: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,8 @@ def plan_records(
         selection = idc.resolve(url)
         yield selection.record()
         storage_options = idc.storage_options_for(selection.query.protocol, storage_options)
+        if not config.analysis_result_ids:  # the annotation-source rule reads them (as the build does)
+            config = replace(config, analysis_result_ids=tuple(sorted(selection.analysis_results)))
         objects = []
         for series in selection.series:
             found = _list_or_none(series.prefix(selection.query.protocol), storage_options)

@@ -143,12 +143,14 @@ def stable_dataset_json(raw: bytes) -> dict[str, Any]:
     doc = json.loads(raw)
     doc.pop("created", None)
     doc.pop("summary", None)
+    doc.pop("source", None)  # names the INPUT URL, which differs between the runs compared
     return doc
 
 
 def assert_same_output(a: str | Path, b: str | Path) -> int:
     """Two build outputs hold the same files with the same bytes, except the build time and run
-    statistics in dataset.json and DATASET.md. Returns the number of files compared."""
+    statistics in dataset.json and DATASET.md, and the INPUT URL they record as the source.
+    Returns the number of files compared."""
     fa, fb = files_of(a), files_of(b)
     assert sorted(fa) == sorted(fb), (
         f"file sets differ: only in first {sorted(set(fa) - set(fb))[:5]}, "
@@ -161,8 +163,9 @@ def assert_same_output(a: str | Path, b: str | Path) -> int:
             if stable_dataset_json(fa[rel]) != stable_dataset_json(fb[rel]):
                 differ.append(rel)
         elif name == "DATASET.md":
-            strip = [ln for ln in fa[rel].decode().splitlines() if not ln.startswith("Built ")]
-            strip_b = [ln for ln in fb[rel].decode().splitlines() if not ln.startswith("Built ")]
+            skip = ("Built ", "- Source: ", "- Input: ")
+            strip = [ln for ln in fa[rel].decode().splitlines() if not ln.startswith(skip)]
+            strip_b = [ln for ln in fb[rel].decode().splitlines() if not ln.startswith(skip)]
             if strip != strip_b:
                 differ.append(rel)
         elif fa[rel] != fb[rel]:

@@ -86,8 +86,13 @@ def test_faults_beam_build(cohorts: Cohorts, tmp_path: Path) -> None:
     clean_rows = {r["case_id"]: r for r in read_rows(cv / "manifest.parquet")}
     faulted_rows = {r["case_id"]: r for r in read_rows(fv / "manifest.parquet")}
     assert set(faulted_rows) == {cid for cid, r in clean_rows.items() if r["patient_id"] not in lost}
+    # Splits are dealt over the whole cohort at commit (hcc_shards.shards.splits), so a patient that
+    # is lost may move others between splits; every other column of a healthy case is unchanged.
+    moved = ("split", "fold")
     for cid, row in faulted_rows.items():
-        assert row == clean_rows[cid], cid
+        assert {k: v for k, v in row.items() if k not in moved} == {
+            k: v for k, v in clean_rows[cid].items() if k not in moved
+        }, cid
     # Every stored byte of every healthy case (arrays, attributes, marker, QC image) is the same.
     clean_files, faulted_files = files_of(cv), files_of(fv)
     for cid, row in faulted_rows.items():

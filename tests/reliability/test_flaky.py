@@ -126,7 +126,13 @@ def test_permanent_error_quarantines_that_input_only(
     rows = {r["case_id"]: r for r in read_rows(version_dir(out) / "manifest.parquet")}
     ref = {r["case_id"]: r for r in read_rows(version_dir(small_build) / "manifest.parquet")}
     assert set(rows) == {cid for cid in ref if not cid.startswith("HCC_003")}
-    assert all(rows[cid] == ref[cid] for cid in rows)
+    # Splits are dealt over the whole cohort at commit: without HCC_003 they may move; the cases not.
+    moved = ("split", "fold")
+    assert all(
+        {k: v for k, v in rows[cid].items() if k not in moved}
+        == {k: v for k, v in ref[cid].items() if k not in moved}
+        for cid in rows
+    )
 
 
 @pytest.mark.soak

@@ -148,7 +148,8 @@ def test_hostile_build(hostile: Hostile, tmp_path: Path) -> None:
     assert summary.quarantined == len(quarantine)
     ids = [r["case_id"] for r in rows]
     assert len(ids) == len(set(ids))
-    assert sorted(os.listdir(v / "cases")) == sorted(ids)
+    labelled = [c for image in os.listdir(v / "images") for c in os.listdir(v / "images" / image / "labels")]
+    assert sorted(c for c in labelled if c != "zarr.json") == sorted(ids)
     patients = {r["patient_id"] for r in rows}
     assert set(hostile.controls) | set(hostile.planted.values()) | set(hostile.clones) <= patients
     # The look-alike did not replace its control: both kept, each with the control's labels.

@@ -108,7 +108,7 @@ BREAKAGES = {
     "dataset_json_wrong_version": (
         "dataset.json",
         lambda d: json.dumps(
-            {**json.loads((version_dir(d) / "dataset.json").read_text()), "format_version": 2}
+            {**json.loads((version_dir(d) / "dataset.json").read_text()), "format_version": 3}
         ).encode(),
     ),
     "dataset_json_no_hash": (

@@ -89,15 +89,16 @@ def test_output_inside_input_is_not_listed(small_cohort: str, tmp_path: Path) ->
 def test_commit_refuses_rows_that_do_not_match_their_cases(built: Path) -> None:
     v = version_dir(built)
     config = BuildConfig.from_dict(json.loads((v / "dataset.json").read_text())["config"])
-    case = sorted((v / "cases").iterdir())[0]
-    row = ManifestRow.from_dict(json.loads((case / "_COMPLETE.json").read_text())["row"])
+    marker = sorted((v / "complete").iterdir())[0]
+    row = ManifestRow.from_dict(json.loads(marker.read_text())["cases"][0]["row"])
+    image = v / row.image_path
     before = _latest(built)
     bad = ManifestRow.from_dict({**row.to_dict(), "checksum": "0" * 64})
     with pytest.raises(FormatError, match="checksum"):
         commit_dataset(str(built), [bad], [], config, {})
     with pytest.raises(FormatError, match="more than once"):
         commit_dataset(str(built), [row, row], [], config, {})
-    (case / "zarr.json").unlink()
+    (image / "zarr.json").unlink()
     with pytest.raises(FormatError, match=r"zarr\.json"):
         commit_dataset(str(built), [row], [], config, {})
     assert _latest(built) == before
