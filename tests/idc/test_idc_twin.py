@@ -151,7 +151,15 @@ def test_build_from_the_s3_emulator_through_idc_equals_the_local_build(
     assert [r["series_instance_uid"] for r in missing] == [absent.series_instance_uid]
 
     local, remote = tmp_path / "local", tmp_path / "remote"
-    assert main(["build", str(root), str(local), "--quiet", "--listing-shards", "2", *IN_PROCESS]) == 0
+    # The local build is told what the index tells the remote one (which SEG series are AI results):
+    # the same configuration, so the same checksums.
+    from hcc_shards.config import BuildConfig
+
+    config = tmp_path / "config.json"
+    ids = tuple(sorted(idc.resolve(SOURCE).analysis_results))
+    config.write_text(json.dumps(BuildConfig(analysis_result_ids=ids).to_dict()))
+    local_argv = ["build", str(root), str(local), "--quiet", "--listing-shards", "2", "--config", str(config)]
+    assert main([*local_argv, *IN_PROCESS]) == 0
     argv = ["build", SOURCE, str(remote), "--quiet", "--listing-shards", "2", *IN_PROCESS]
     argv += ["--input-storage-options", json.dumps(endpoint)]
     code = main(argv)
@@ -159,6 +167,8 @@ def test_build_from_the_s3_emulator_through_idc_equals_the_local_build(
     assert code == 0, printed.err[-3000:]
     assert f"INDEX {SOURCE}: 3 patients" in printed.err
     assert _manifest(remote) and _manifest(remote) == _manifest(local)
+    sources = pq.read_table(version_dir(remote) / "manifest.parquet").column("annotation_source").to_pylist()
+    assert sorted(sources) == sorted(s.expected_annotation_source for s in truth.segs)
     quarantine = pq.read_table(version_dir(remote) / "quarantine.parquet").to_pylist()
     assert [r["url"] for r in quarantine if r["code"] == "missing_objects"] == [
         f"s3://idc-open-data/{absent.crdc_series_uuid}"
