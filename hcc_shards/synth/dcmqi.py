@@ -11,6 +11,7 @@ Two ways to make one:
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -175,6 +176,11 @@ def as_dcmqi_writes(seg: Dataset) -> Dataset:
                     item.is_undefined_length_sequence_item = True
                     visit(item)
 
+    # highdicom puts shared objects (coded concepts) into the SEG's sequences: flag copies, or every
+    # later SEG that uses them would be written with undefined lengths too.
+    for elem in seg:
+        if elem.VR == "SQ":
+            elem.value = [copy.deepcopy(item) for item in elem.value]
     visit(seg)
     return seg
 
