@@ -29,7 +29,7 @@ from pydicom.sr.coding import Code
 
 from hcc_shards.geometry import Geometry
 from hcc_shards.synth.ct import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
-from hcc_shards.synth.uids import derive_uid
+from hcc_shards.synth.seg import freeze_highdicom_values
 
 DCMQI_MANUFACTURER = "QIICR"
 DCMQI_MODEL = "git@github.com:QIICR/dcmqi.git"
@@ -41,7 +41,6 @@ MANUAL_DESCRIPTION = "Segmentation"
 AIMI_DESCRIPTION = "AIMI liver-tumor AI segmentation"
 AIMI_CORRECTED_DESCRIPTION = "AIMI liver-tumor radiologist 7 corrected segmentation"
 """The radiologist-corrected AIMI SEGs' SeriesDescription (one pattern for all 25 in the index)."""
-_HIGHDICOM_UID_ROOT = "1.2.826.0.1.3680043.10.511."
 
 _NEOPLASM = Code("108369006", "SCT", "Neoplasm")
 
@@ -157,7 +156,7 @@ def dcmqi_seg(
     seg.BodyPartExamined = "LIVER"
     seg.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     seg.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION
-    _freeze(seg, seed, sop_uid, date)
+    freeze_highdicom_values(seg, seed, sop_uid, f"{date}120000")
     return as_dcmqi_writes(seg)
 
 
@@ -183,27 +182,6 @@ def as_dcmqi_writes(seg: Dataset) -> Dataset:
             elem.value = [copy.deepcopy(item) for item in elem.value]
     visit(seg)
     return seg
-
-
-def _freeze(seg: Dataset, seed: int, key: str, date: str) -> None:
-    # highdicom draws some UIDs at random and stamps ContributionDateTime with 'now'.
-    mapping: dict[str, str] = {}
-
-    def visit(ds: Dataset) -> None:
-        for elem in ds:
-            if elem.VR == "SQ":
-                for item in elem.value:
-                    visit(item)
-            elif elem.VR == "DT" and elem.value:
-                elem.value = f"{date}120000"
-            elif (
-                elem.VR == "UI" and isinstance(elem.value, str) and elem.value.startswith(_HIGHDICOM_UID_ROOT)
-            ):
-                if elem.value not in mapping:
-                    mapping[elem.value] = derive_uid(seed, key, "seg-uid", len(mapping))
-                elem.value = mapping[elem.value]
-
-    visit(seg)
 
 
 # -- dcmqi's own converter ---------------------------------------------------------------

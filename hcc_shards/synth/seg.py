@@ -75,7 +75,7 @@ def build_seg(
     seg.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     if not plan.seg.with_references:
         _drop_references(seg)
-    _freeze(seg, plan, study.date)
+    freeze_highdicom_values(seg, plan.seed, plan.patient_id, f"{study.date}235959")
     return seg
 
 
@@ -148,10 +148,10 @@ def _drop_references(seg: Dataset) -> None:
         del shared.DerivationImageSequence
 
 
-def _freeze(seg: Dataset, plan: PatientPlan, date: str) -> None:
-    # highdicom draws some UIDs (e.g. DimensionOrganizationUID) at random and stamps date-times
-    # (ContributionDateTime) with 'now'; derive the UIDs, keeping equal ones equal, and fix the
-    # date-times, so the same seed gives the same bytes.
+def freeze_highdicom_values(seg: Dataset, seed: int, key: str, date_time: str) -> None:
+    """Make a highdicom SEG reproducible: the UIDs highdicom drew at random (e.g.
+    DimensionOrganizationUID) derived from ``seed`` and ``key``, keeping equal ones equal, and every
+    date-time it stamped with 'now' (ContributionDateTime) set to ``date_time``."""
     mapping: dict[str, str] = {}
 
     def visit(ds: Dataset) -> None:
@@ -160,13 +160,13 @@ def _freeze(seg: Dataset, plan: PatientPlan, date: str) -> None:
                 for item in elem.value:
                     visit(item)
             elif elem.VR == "DT" and elem.value:
-                elem.value = f"{date}235959"
+                elem.value = date_time
             elif (
                 elem.VR == "UI" and isinstance(elem.value, str) and elem.value.startswith(_HIGHDICOM_UID_ROOT)
             ):
                 old = elem.value
                 if old not in mapping:
-                    mapping[old] = derive_uid(plan.seed, plan.patient_id, "seg-uid", len(mapping))
+                    mapping[old] = derive_uid(seed, key, "seg-uid", len(mapping))
                 elem.value = mapping[old]
 
     visit(seg)
