@@ -3,7 +3,7 @@
 Generates one synthetic patient, adds k - 1 copies of its SEG as further annotations of the same
 CT (new SOPInstanceUID and SeriesInstanceUID), then times in the same process:
 
-- grouped: ``pipelines.steps.build_image`` on the k pairings (what the build runs), and
+- grouped: ``pipelines.cases.build_image`` on the k pairings (what the build runs), and
 - separate: k ``build_case`` calls, each the only annotation of its image (what k separate
   single-annotation builds pay), each into its own output so nothing is resumed.
 
@@ -24,14 +24,15 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from hcc_shards import resample as resample_mod
+from hcc_shards.build import cases, pair
+from hcc_shards.build import target as build_target
+from hcc_shards.build.plan import BuildPlan
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom import decode as decode_mod
 from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import pair_patient
 from hcc_shards.synth import generate_cohort
-from pipelines import steps
-from pipelines.options import BuildPlan
 
 COUNTS = {"ct_decodes": 0, "image_resamples": 0}
 
@@ -85,14 +86,14 @@ def main() -> None:
                 start = time.perf_counter()
                 if mode == "grouped":
                     plan = BuildPlan(input_url=tmp, output_url=str(out), config=config)
-                    target = steps.resolve_target([steps.pairing_spacing(pairings[0])], plan)
-                    outcomes = steps.build_image(pairings, target, plan)
+                    target = build_target.resolve_target([pair.pairing_spacing(pairings[0])], plan)
+                    outcomes = cases.build_image(pairings, target, plan)
                 else:
                     outcomes = []
                     for i, p in enumerate(pairings):
                         plan = BuildPlan(input_url=tmp, output_url=f"{out}-{i}", config=config)
-                        target = steps.resolve_target([steps.pairing_spacing(p)], plan)
-                        outcomes.append(steps.build_case(p, target, plan))
+                        target = build_target.resolve_target([pair.pairing_spacing(p)], plan)
+                        outcomes.append(cases.build_case(p, target, plan))
                 times.append(time.perf_counter() - start)
                 assert all(o.kind == "case" for o in outcomes), [o.record for o in outcomes]
             results[mode] = (min(times), dict(COUNTS))

@@ -344,7 +344,7 @@ def run_pipeline(input_dir: Path, out_dir: Path, spacing, runner: str, workers: 
         import dask
         from distributed import LocalCluster
 
-        from pipelines.runners import dask_worker_config
+        from pipelines.beam.runners import dask_worker_config
 
         # The workers as docs/RUNNERS.md deploys them (glibc malloc thresholds, pipelines/dask).
         with dask.config.set(dask_worker_config()):

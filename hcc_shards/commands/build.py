@@ -1,11 +1,12 @@
-"""``hcc-shards build INPUT [INPUT ...] OUTPUT [options] [Beam flags]``: build a dataset with Apache Beam.
+"""``hcc-shards build INPUT [INPUT ...] OUTPUT [options] [engine flags]``: build a dataset with Apache
+Beam (``--runner``) or Spark (``--engine spark``).
 
 INPUT is a prefix or object URL, several of them (one after the other or comma-separated),
 ``@LIST``: a text file with one prefix or object URL per line, or ``idc://COLLECTION[?filters]``:
 a collection of Imaging Data Commons resolved through its index (docs/RUNNERS.md, "Inputs").
 
-Our options may come before or after INPUT OUTPUT; any other flag (``--runner=...``,
-``--temp_location=...``, ``--dask_npartitions=...``) is handed to Beam unchanged. See
+Our options (declared once, in hcc_shards.build.flags) may come before or after INPUT OUTPUT; any
+other flag (``--temp_location=...``, ``--dask_npartitions=...``) is handed to Beam unchanged. See
 docs/RUNNERS.md for each runner's flags.
 """
 
@@ -17,63 +18,39 @@ import sys
 
 
 def _add_flags(parser: argparse.ArgumentParser) -> None:
+    from hcc_shards.build.flags import add_build_flags
+
     parser.add_argument(
-        "--spacing", default=None, metavar="auto|Z,Y,X", help="target spacing in mm (default: auto)"
-    )
-    parser.add_argument("--label-map", default=None, metavar="FILE", help="segment label map JSON")
-    parser.add_argument("--seed", type=int, default=None, help="split and sampling seed (default 0)")
-    parser.add_argument("--limit", type=int, default=None, help="build at most N cases")
-    parser.add_argument(
-        "--annotation-sources",
+        "--engine",
+        choices=("beam", "spark"),
         default=None,
-        metavar="LIST",
-        help="annotation sources to build, e.g. manual,ai_corrected (default: all)",
-    )
-    parser.add_argument("--config", default=None, metavar="FILE", help="BuildConfig JSON file")
-    parser.add_argument("--storage-options", default=None, metavar="JSON", help="fsspec options, both sides")
-    parser.add_argument("--input-storage-options", default=None, metavar="JSON", help="fsspec options, input")
-    parser.add_argument(
-        "--output-storage-options", default=None, metavar="JSON", help="fsspec options, output"
-    )
-    parser.add_argument(
-        "--pseudonymize",
-        action="store_true",
-        help="replace patient/study identifiers by a keyed hash; the key is read from "
-        "$HCC_SHARDS_PSEUDONYMIZE_KEY",
+        help="beam (default: Apache Beam on --runner) or spark (a native Spark driver; docs/RUN_ON_SPARK.md)",
     )
     parser.add_argument(
         "--runner",
         default=None,
-        help="DirectRunner (default), DaskRunner, DataflowRunner, PortableRunner, ...",
+        help="Beam runner: DirectRunner (default), DaskRunner, DataflowRunner, PortableRunner, ...",
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="DirectRunner worker processes (0: all cores)"
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes: DirectRunner's, or Spark's local[N] (0: all cores)",
     )
     parser.add_argument(
         "--dask-address", default=None, metavar="ADDR", help="dask scheduler, e.g. tcp://h:8786"
     )
     parser.add_argument(
-        "--listing-shards", type=int, default=None, help="parallel listing tasks (default 16)"
-    )
-    parser.add_argument(
-        "--allow-empty",
-        action="store_true",
-        help="commit even when no case was built (by default such a build leaves LATEST.json as it was)",
+        "--spark-master",
+        default=None,
+        metavar="URL",
+        help="Spark master (default local[*]; yarn, spark://...)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
-        "--clinical", default=None, metavar="FILE", help="clinical table (CSV, XLSX, Parquet)"
+        "-v", "--verbose", action="store_true", help="also show the engine's own log warnings"
     )
-    parser.add_argument("--clinical-key", default=None, metavar="COLUMN", help="join column of --clinical")
-    parser.add_argument(
-        "--stratify-by", default=None, metavar="COLUMN", help="stratify the split by a column"
-    )
-    parser.add_argument("--folds", type=int, default=None, help="cross-validation folds (manifest 'fold')")
-    parser.add_argument("--features", action="store_true", help="radiomics features (features.parquet)")
-    parser.add_argument("--split-file", default=None, metavar="FILE", help="nnU-Net splits_final.json")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="also show Apache Beam's own log warnings"
-    )
+    add_build_flags(parser, people=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,55 +75,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_MAPPED = {
-    "spacing": "--spacing",
-    "label_map": "--label_map",
-    "seed": "--seed",
-    "limit": "--limit",
-    "annotation_sources": "--annotation_sources",
-    "config": "--build_config",
-    "storage_options": "--storage_options",
-    "input_storage_options": "--input_storage_options",
-    "output_storage_options": "--output_storage_options",
-    "runner": "--runner",
-    "workers": "--direct_num_workers",
-    "dask_address": "--dask_client_address",
-    "listing_shards": "--listing_shards",
-    "clinical": "--clinical",
-    "clinical_key": "--clinical_key",
-    "stratify_by": "--stratify_by",
-    "folds": "--folds",
-    "split_file": "--split_file",
-}
-
-
 def beam_argv(args: argparse.Namespace) -> list[str]:
-    """The pipeline's argv for parsed CLI arguments (our flags first, then the pass-through ones)."""
+    """The launcher's argv for parsed CLI arguments (our flags first, then the pass-through ones)."""
+    from hcc_shards.build.flags import to_argv
+
     late = argparse.ArgumentParser(add_help=False)
     _add_flags(late)
-    # Flags written after OUTPUT land in beam_args; pick ours out, leave the rest to Beam.
+    # Flags written after OUTPUT land in beam_args; pick ours out, leave the rest to the engine.
     args, passthrough = late.parse_known_args(args.beam_args or [], namespace=args)
     inputs = [args.input] if isinstance(args.input, str) else list(args.input)
-    argv = [f"--input={','.join(inputs)}", f"--output={args.output}"]
-    for dest, flag in _MAPPED.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            argv.append(f"{flag}={value}")
-    if args.dask_address and not args.runner:
-        argv.append("--runner=DaskRunner")
-    if args.pseudonymize:
-        argv.append("--pseudonymize")
-    if getattr(args, "allow_empty", False):
-        argv.append("--allow_empty")
-    if getattr(args, "features", False):
-        argv.append("--features")
+    argv = [
+        f"--input={','.join(inputs)}",
+        f"--output={args.output}",
+        *to_argv(args, skip=("input", "output")),
+    ]
+    spark = args.engine == "spark" or (args.engine is None and args.spark_master)
+    if spark:
+        argv.append("--engine=spark")
+        master = args.spark_master or (f"local[{args.workers or '*'}]" if args.workers is not None else None)
+        if master:
+            argv.append(f"--spark_master={master}")
+    else:
+        if args.runner:
+            argv.append(f"--runner={args.runner}")
+        elif args.dask_address:
+            argv.append("--runner=DaskRunner")
+        if args.workers is not None:
+            argv.append(f"--direct_num_workers={args.workers}")
+        if args.dask_address:
+            argv.append(f"--dask_client_address={args.dask_address}")
     return [*argv, *passthrough]
 
 
 def run(args: argparse.Namespace) -> int:
+    from hcc_shards.build.launch import configure_logging, format_summary
     from hcc_shards.errors import HccShardsError, OperatorError
     from hcc_shards.text import shown
-    from pipelines.build import configure_logging, format_summary, run_build
+    from pipelines.build import run_build
 
     argv = beam_argv(args)
     configure_logging(args.verbose)
@@ -171,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_index_totals(argv: list[str]) -> None:
     """For every ``idc://`` INPUT entry, what the IDC index says the build will touch (before it reads)."""
+    from hcc_shards.build.inputs import idc_selections
     from hcc_shards.idc import format_index_record
-    from pipelines.options import idc_selections
 
     text = next((a.partition("=")[2] for a in argv if a.startswith("--input=")), "")
     for selection in idc_selections(text):

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.build import configure_logging
+    from hcc_shards.build.launch import configure_logging
 
     configure_logging(verbose=False)
     root = os.path.abspath(args.dir)
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"      {truth.files} files, {truth.bytes / 1e6:.1f} MB")
 
     print(f"[2/4] building {dataset} with the DirectRunner ({workers} worker processes) ...", flush=True)
-    from pipelines.build import format_summary, run_build
+    from hcc_shards.build.launch import format_summary
+    from pipelines.build import run_build
 
     summary = run_build(
         [

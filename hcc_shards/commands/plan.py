@@ -1,4 +1,9 @@
-"""``hcc-shards plan INPUT [--json]``: index INPUT, pair every SEG, print cases and quarantine reasons."""
+"""``hcc-shards plan INPUT [INPUT ...] [--json]``: the build's listing, index and pairing without writing
+anything; print every case and quarantine reason.
+
+INPUT and the flags that shape what is read (storage options, config, label map, annotation
+sources, pseudonymization) are the build's own (hcc_shards.build.flags).
+"""
 
 from __future__ import annotations
 
@@ -6,53 +11,41 @@ import argparse
 import json
 import sys
 
-from hcc_shards.commands import add_storage_options, storage_options_of
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hcc_shards.build.flags import add_build_flags
+
     parser.add_argument(
         "input",
         metavar="INPUT",
-        help="folder, bucket prefix (gs://, s3://), single file, or idc://COLLECTION[?filters] "
-        "(the IDC index's counts are printed first)",
+        nargs="+",
+        help="as for build: a folder, bucket prefix (gs://, s3://) or object URL; several; @LIST; or "
+        "idc://COLLECTION[?filters] (the IDC index's counts are printed first)",
     )
     parser.add_argument("--json", action="store_true", help="JSON lines as in docs/FORMAT.md 'Plan records'")
-    add_storage_options(parser)
-    parser.add_argument("--config", metavar="FILE", help="BuildConfig as JSON (BuildConfig.to_dict())")
     parser.add_argument("--workers", type=int, default=8, help="concurrent header reads (default 8)")
-    parser.add_argument(
-        "--annotation-sources",
-        default=None,
-        metavar="LIST",
-        help="annotation sources to list, e.g. manual,ai_corrected (default: all)",
-    )
+    add_build_flags(parser, people=True, plan=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hcc_shards.config import BuildConfig
-    from hcc_shards.dicom.plan import format_record, plan_records
-    from hcc_shards.errors import OperatorError
-    from hcc_shards.idc import is_idc_url
-    from hcc_shards.preflight import check_input
+    from hcc_shards.build.dryrun import format_record, plan_records
+    from hcc_shards.build.flags import FLAG_BY_NAME
+    from hcc_shards.build.launch import preflight
+    from hcc_shards.build.plan import BuildPlan, flag_values
+    from hcc_shards.errors import ConfigError, OperatorError
+    from hcc_shards.text import shown
 
-    storage_options = storage_options_of(args)
+    values = {k: v for k, v in vars(args).items() if k in FLAG_BY_NAME and k != "input"}
     try:
-        if not is_idc_url(args.input):  # resolved through the index, which reports what it names
-            check_input([args.input], storage_options)
+        plan = BuildPlan.from_flags(flag_values(**values, input=",".join(args.input)), dry_run=True)
+        preflight(plan)
     except OperatorError as exc:
-        print(f"hcc-shards plan: {exc}", file=sys.stderr)
+        print(f"hcc-shards plan: {shown(exc, limit=None)}", file=sys.stderr)
         return exc.exit_code
-    config = BuildConfig()
-    if args.config:
-        with open(args.config, encoding="utf-8") as fh:
-            config = BuildConfig.from_dict(json.load(fh))
-    if args.annotation_sources:
-        from dataclasses import replace
-
-        from hcc_shards.annotation import parse_sources
-
-        config = replace(config, annotation_sources=parse_sources(args.annotation_sources))
-    for rec in plan_records(args.input, config, storage_options, workers=args.workers):
+    except ConfigError as exc:
+        print(f"hcc-shards plan: {shown(exc, limit=None)}", file=sys.stderr)
+        return 2
+    for rec in plan_records(plan, workers=args.workers):
         if args.json:
             print(json.dumps(rec, sort_keys=False))
         else:

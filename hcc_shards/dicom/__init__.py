@@ -15,7 +15,6 @@ from hcc_shards.dicom.pairing import (
     Pairing,
     pair_patient,
 )
-from hcc_shards.dicom.plan import plan_records
 from hcc_shards.dicom.stack import Block, SliceRef, Stack, check_stack, series_stacks
 
 __all__ = [
@@ -36,6 +35,5 @@ __all__ = [
     "decode_pairing",
     "index_file",
     "pair_patient",
-    "plan_records",
     "series_stacks",
 ]

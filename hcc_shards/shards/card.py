@@ -14,6 +14,7 @@ from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards import card_facts
 from hcc_shards.shards.card_annotations import annotation_lines
 from hcc_shards.shards.card_clinical import research_sections
+from hcc_shards.shards.label_stats import label_table
 from hcc_shards.shards.manifest import SPLITS, ManifestRow
 from hcc_shards.shards.research import Research
 from hcc_shards.text import md_cell
@@ -42,31 +43,6 @@ def resolution_table(
                 "stat": stat,
                 "spacing": _xyz(f(sp, axis=0).tolist()) if len(sp) else None,
                 "size": _xyz(f(sh, axis=0).tolist()) if len(sh) else None,
-            }
-        )
-    return out
-
-
-def label_table(rows: Sequence[ManifestRow], *, grid: str = "source") -> list[dict[str, Any]]:
-    """Per label: cases holding it, coverage (fraction of cases), min/median/max volume in cm3.
-
-    ``grid="source"`` measures on the CT grid as acquired (what the collection's own card reports),
-    ``grid="stored"`` on the resampled grid a training job reads.
-    """
-    out = []
-    for lab in LABELS:
-        # Counted over the annotations that define the label: one that does not is no evidence.
-        defining = [v for r in rows if (v := r.volume_ml(lab.name, grid=grid)) is not None]
-        vols = [v for v in defining if v > 0]
-        out.append(
-            {
-                "name": lab.name,
-                "display": lab.display,
-                "cases": len(vols),
-                "coverage": len(vols) / len(defining) if defining else 0.0,
-                "min": float(np.min(vols)) if vols else None,
-                "median": float(np.median(vols)) if vols else None,
-                "max": float(np.max(vols)) if vols else None,
             }
         )
     return out

@@ -18,6 +18,7 @@ import numpy as np
 
 from hcc_shards.annotation import ANNOTATION_SOURCES, SOURCE_MANUAL
 from hcc_shards.labels import LABELS
+from hcc_shards.shards.label_stats import label_table
 from hcc_shards.shards.manifest import ManifestRow
 
 __all__ = ["AGREEMENT_PNG", "agreement_png", "agreement_table", "annotation_lines"]
@@ -27,7 +28,6 @@ AGREEMENT_PNG = "qc/agreement.png"
 
 
 def _label_table(rows: Sequence[ManifestRow]) -> list[str]:
-    from hcc_shards.shards.card import label_table  # card imports this module
 
     out = [
         "| Anatomy | Annotations defining it | Total Cases | Coverage | Minimum Volume (cm³) "

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hcc_shards import storage
+from hcc_shards.shards.atomic import put_bytes_atomic
 from hcc_shards.shards.manifest import SPLITS
 from hcc_shards.text import md_cell
 
@@ -241,3 +243,12 @@ def _feature_lines(research: Research) -> list[str]:
     if research.feature_settings:
         lines += ["Settings: " + ", ".join(f"{k}={v}" for k, v in research.feature_settings), ""]
     return lines
+
+
+def write_survival(vurl: str, research: Research, storage_options: dict[str, Any] | None = None) -> None:
+    """qc/survival.png when the clinical table has a survival endpoint."""
+    from hcc_shards.shards.research import SURVIVAL_PNG
+
+    png = survival_png(research)
+    if png is not None:
+        put_bytes_atomic(storage.join(vurl, SURVIVAL_PNG), png, storage_options)

@@ -28,10 +28,11 @@ from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards.atomic import exists, put_bytes_atomic, put_json_atomic, read_json
 from hcc_shards.shards.card import dataset_card
 from hcc_shards.shards.card_annotations import AGREEMENT_PNG, agreement_png
+from hcc_shards.shards.card_clinical import write_survival
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
 from hcc_shards.shards.qc_cohort import cases_png, intensity_png
-from hcc_shards.shards.research import Research, research_json, write_research, write_survival
+from hcc_shards.shards.research import Research, research_json, write_research
 from hcc_shards.shards.writer import marker_path
 from hcc_shards.text import storable
 

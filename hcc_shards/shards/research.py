@@ -133,15 +133,6 @@ def write_research(vurl: str, research: Research, storage_options: dict[str, Any
         put_bytes_atomic(storage.join(vurl, FEATURES_FILE), buf.getvalue(), storage_options)
 
 
-def write_survival(vurl: str, research: Research, storage_options: dict[str, Any] | None = None) -> None:
-    """qc/survival.png when the clinical table has a survival endpoint."""
-    from hcc_shards.shards.card_clinical import survival_png
-
-    png = survival_png(research)
-    if png is not None:
-        put_bytes_atomic(storage.join(vurl, SURVIVAL_PNG), png, storage_options)
-
-
 def research_json(research: Research) -> dict[str, Any]:
     """The entries ``clinical``, ``splits`` and ``features`` of dataset.json."""
     out: dict[str, Any] = {"splits": research.splits.to_dict()}

@@ -8,9 +8,9 @@ import fsspec
 import pytest
 from dicom_corpus import DATA
 
+from hcc_shards.build.dryrun import plan_records
 from hcc_shards.cli import main
 from hcc_shards.config import BuildConfig
-from hcc_shards.dicom.plan import plan_records
 
 CASE_FIELDS = {
     "kind",

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from dicom_corpus import by_patient
 
+from hcc_shards.build.dryrun import plan_records
+from hcc_shards.build.listing import list_input
 from hcc_shards.case import Case
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.decode import decode_pairing
 from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import index_file
 from hcc_shards.dicom.pairing import METHOD_FRAME_OF_REFERENCE, METHOD_REFERENCED_INSTANCES, pair_patient
-from hcc_shards.dicom.plan import list_files, plan_records
 from hcc_shards.synth import CohortTruth, Quirk, generate_cohort
 
 CONFIG = BuildConfig()
@@ -25,7 +26,7 @@ CONFIG = BuildConfig()
 def cohort(tmp_path_factory) -> tuple[CohortTruth, dict[str, list[InstanceHeader]], list, Path]:
     root = tmp_path_factory.mktemp("cohort")
     truth = generate_cohort(str(root / "dicom"), patients=8, size="small", seed=1)
-    indexed = [index_file(u) for u in list_files(str(root / "dicom"))]
+    indexed = [index_file(r.url) for r in list_input(str(root / "dicom"))]
     headers = [h for h in indexed if isinstance(h, InstanceHeader)]
     return truth, by_patient(headers), [r for r in indexed if not isinstance(r, InstanceHeader)], root
 

@@ -8,8 +8,9 @@ import pytest
 from idc_helpers import needs_idc_index
 
 from hcc_shards import idc
+from hcc_shards.build.inputs import input_entries, resolve_inputs
 from hcc_shards.errors import ConfigError
-from pipelines.options import BuildPlan, HccShardsOptions, input_entries, resolve_inputs
+from pipelines.beam.options import HccShardsOptions, plan_of
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -93,7 +94,7 @@ def test_build_plan_and_input_resolution_from_the_installed_index() -> None:
     assert roots == tuple(sorted(sel.prefixes()))
     options = PipelineOptions([f"--input={url}", "--output=/tmp/never-written"])
     assert options.view_as(HccShardsOptions).input == url
-    plan = BuildPlan.from_options(options)
+    plan = plan_of(options)
     assert plan.input_storage_options == {"anon": True}
     ids = plan.config.analysis_result_ids
     assert ids == tuple(sorted(sel.analysis_results)) and ids

@@ -119,8 +119,8 @@ def _manifest(out: Path) -> list[tuple[str, str, str]]:
 def test_build_from_the_s3_emulator_through_idc_equals_the_local_build(
     twin, s3, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from hcc_shards.build.dryrun import plan_records
     from hcc_shards.cli import main
-    from hcc_shards.dicom.plan import plan_records
     from hcc_shards.storage import filesystem
 
     root, truth = twin

@@ -108,7 +108,7 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DryRunJob]:
     from apache_beam.portability import common_urns
     from apache_beam.runners.portability.fn_api_runner import translations as tr
 
-    from pipelines.build import build_pipeline
+    from pipelines.beam.graph import build_pipeline
 
     with pytest.MonkeyPatch.context() as mp:
         _go_offline(mp, tmp_path_factory.mktemp("gcloud"))
@@ -274,7 +274,7 @@ def test_worker_pool_is_private_with_the_recommended_shape(dry_run: DryRunJob) -
 
 
 def test_template_parameters_are_pipeline_flags() -> None:
-    from pipelines.options import HccShardsOptions
+    from pipelines.beam.options import HccShardsOptions
 
     parser = argparse.ArgumentParser()
     HccShardsOptions._add_argparse_args(parser)

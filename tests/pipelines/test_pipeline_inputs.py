@@ -14,11 +14,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline_helpers import IN_PROCESS, Cohort, read_table, version_dir
 
 from hcc_shards import storage
+from hcc_shards.build import listing as build_listing
+from hcc_shards.build.inputs import parse_input_list, resolve_inputs
+from hcc_shards.build.plan import BuildPlan
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError
 from hcc_shards.synth.layout import crdc_uuid
-from pipelines import steps
-from pipelines.options import BuildPlan, HccShardsOptions, parse_input_list, resolve_inputs
+from pipelines.beam.options import HccShardsOptions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,8 +34,8 @@ s3://idc-open-data/9c9c
 """
 
 
-def _all_files(tasks: list[steps.ListingTask], options: dict) -> list[str]:
-    return [r.url for t in tasks for r in steps.list_files(t, options)]
+def _all_files(tasks: list[build_listing.ListingTask], options: dict) -> list[str]:
+    return [r.url for t in tasks for r in build_listing.list_files(t, options)]
 
 
 def _plan(input_spec: str, shards: int = 4, options: dict | None = None) -> BuildPlan:
@@ -97,7 +99,7 @@ def test_memory_list_every_object_listed_once_and_typos_named(shards: int) -> No
         fs.pipe_file(f"{root}/{n}", n.encode())
     fs.pipe_file(f"{root}/lists/series.txt", "\n".join(f"{base}/{s}/*" for s in series).encode())
     plan = _plan(f"@{base}/lists/series.txt", shards)
-    tasks = steps.listing_tasks(plan)
+    tasks = build_listing.listing_tasks(plan)
     assert len(tasks) == shards and len({t.shard for t in tasks}) == shards
     # 6 series and 2 tasks: each task lists its series whole; 16 tasks: each takes a hash share.
     assert all(not t.split for t in tasks) if shards == 2 else all(t.split for t in tasks)
@@ -107,7 +109,7 @@ def test_memory_list_every_object_listed_once_and_typos_named(shards: int) -> No
 
     typo = _plan(f"@{base}/lists/series.txt,{base}/no-such-series", shards)
     with pytest.raises(FileNotFoundError, match="no-such-series' does not exist"):
-        _all_files(steps.listing_tasks(typo), {})
+        _all_files(build_listing.listing_tasks(typo), {})
 
 
 def test_list_file_and_series_on_the_s3_emulator(
@@ -124,11 +126,11 @@ def test_list_file_and_series_on_the_s3_emulator(
     fs.invalidate_cache()
     plan = _plan(f"@{bucket}/lists/hcc.txt", 2, s3.storage_options)
     assert resolve_inputs(plan.input_url, s3.storage_options) == tuple(f"{bucket}/{s}" for s in series)
-    found = _all_files(steps.listing_tasks(plan), s3.storage_options)
+    found = _all_files(build_listing.listing_tasks(plan), s3.storage_options)
     assert sorted(found) == [f"{bucket}/{s}/{j}.dcm" for s in series for j in range(2)]
     typo = _plan(f"@{bucket}/lists/hcc.txt,{bucket}/5555", 2, s3.storage_options)
     with pytest.raises(FileNotFoundError, match="5555' does not exist"):
-        _all_files(steps.listing_tasks(typo), s3.storage_options)
+        _all_files(build_listing.listing_tasks(typo), s3.storage_options)
     # The command names the typo and stops before any work (exit 3, missing INPUT): nothing is written.
     from hcc_shards.cli import main
 

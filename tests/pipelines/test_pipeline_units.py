@@ -12,16 +12,19 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from hcc_shards import storage
+from hcc_shards.build import commit, index, listing, target
+from hcc_shards.build.flags import PSEUDONYMIZE_KEY_ENV
+from hcc_shards.build.plan import BuildPlan, parse_label_map, parse_spacing
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError
 from hcc_shards.labels import AORTA, TUMOR
-from pipelines import runners, steps, transforms
-from pipelines.options import PSEUDONYMIZE_KEY_ENV, BuildPlan, parse_label_map, parse_spacing
-from pipelines.transforms import Spread
+from pipelines.beam import labels, runners
+from pipelines.beam.options import plan_of
+from pipelines.beam.transforms import Spread
 
 
 def _plan(*argv: str) -> BuildPlan:
-    return BuildPlan.from_options(PipelineOptions(["--input=memory://in", "--output=memory://out", *argv]))
+    return plan_of(PipelineOptions(["--input=memory://in", "--output=memory://out", *argv]))
 
 
 def test_listing_tasks_partition_every_object_once() -> None:
@@ -31,7 +34,7 @@ def test_listing_tasks_partition_every_object_once() -> None:
     for n in names:
         fs.pipe_file(f"{base}/{n}", n.encode())
     plan = BuildPlan(input_url=root, output_url="memory://elsewhere", config=BuildConfig(), listing_shards=5)
-    per_task = [steps.list_files(t, {}) for t in steps.listing_tasks(plan)]
+    per_task = [listing.list_files(t, {}) for t in listing.listing_tasks(plan)]
     found = [r for refs in per_task for r in refs]
     assert sorted(r.url for r in found) == sorted(storage.unstrip(fs, f"{base}/{n}") for n in names)
     assert len({r.url for r in found}) == len(found), "an object was listed by two tasks"
@@ -50,7 +53,7 @@ def test_listing_inside_wrapper_folders_still_spreads(wrapper: str) -> None:
     for n in names:
         fs.pipe_file(f"{base}/{n}", n.encode())
     plan = BuildPlan(input_url=root, output_url="memory://elsewhere", config=BuildConfig(), listing_shards=8)
-    per_task = [steps.list_files(t, {}) for t in steps.listing_tasks(plan)]
+    per_task = [listing.list_files(t, {}) for t in listing.listing_tasks(plan)]
     found = [r.url for refs in per_task for r in refs]
     assert sorted(found) == sorted(storage.unstrip(fs, f"{base}/{n}") for n in names)
     busy = sum(1 for refs in per_task if refs)
@@ -60,8 +63,8 @@ def test_listing_inside_wrapper_folders_still_spreads(wrapper: str) -> None:
 def test_single_file_input_is_listed_once(tmp_path) -> None:
     f = tmp_path / "one.dcm"
     f.write_bytes(b"x")
-    tasks = steps.listing_tasks(BuildPlan(str(f), str(tmp_path / "out"), BuildConfig(), listing_shards=3))
-    assert [r.url for t in tasks for r in steps.list_files(t, {})] == [str(f)]
+    tasks = listing.listing_tasks(BuildPlan(str(f), str(tmp_path / "out"), BuildConfig(), listing_shards=3))
+    assert [r.url for t in tasks for r in listing.list_files(t, {})] == [str(f)]
 
 
 def test_plan_from_options_reads_our_flags(tmp_path, monkeypatch) -> None:
@@ -139,7 +142,7 @@ def test_runner_defaults() -> None:
 
 
 def test_summary_round_trip_and_attach_target() -> None:
-    s = steps.Summary(
+    s = commit.Summary(
         version_url="memory://o/versions/abc",
         config_hash="abc",
         cases_total=3,
@@ -155,12 +158,12 @@ def test_summary_round_trip_and_attach_target() -> None:
         committed=True,
         target_spacing_zyx=(1.0, 2.0, 3.0),
     )
-    assert steps.Summary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
-    target = steps.BuildTarget(BuildConfig(), "memory://o/versions/x", 2)
-    assert steps.attach_target(["a", target, "b"]) == [("a", target), ("b", target)]
+    assert commit.Summary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    resolved = target.BuildTarget(BuildConfig(), "memory://o/versions/x", 2)
+    assert target.attach_target(["a", resolved, "b"]) == [("a", resolved), ("b", resolved)]
     with pytest.raises(ValueError, match="exactly one BuildTarget"):
-        steps.attach_target(["a"])
-    assert steps.add_index_stats([steps.IndexStats(1, 1, 5), steps.IndexStats(2, 0, 0)]) == steps.IndexStats(
+        target.attach_target(["a"])
+    assert index.add_index_stats([index.IndexStats(1, 1, 5), index.IndexStats(2, 0, 0)]) == index.IndexStats(
         3, 1, 5
     )
 
@@ -199,7 +202,7 @@ class _Applied:
 
 
 def _dask_group(label: str, bound: int = 4):
-    return runners.fewer_partitions_group_by_key(bound, transforms.group_kind)(_Applied(label))
+    return runners.fewer_partitions_group_by_key(bound, labels.group_kind)(_Applied(label))
 
 
 def test_dask_group_by_key_merges_partitions_first() -> None:
@@ -230,7 +233,7 @@ def test_dask_spread_deals_elements_out_evenly() -> None:
     import dask
     import dask.bag as db
 
-    op = _dask_group(f"Build cases/Spread cases/{transforms.SPREAD_GROUP}/GroupByKey", bound=16)
+    op = _dask_group(f"Build cases/Spread cases/{labels.SPREAD_GROUP}/GroupByKey", bound=16)
     items = [(f"uid-{k}", k) for k in range(48)]
     spread = op.apply(db.from_sequence(items, npartitions=1))
     parts = dask.compute(*spread.to_delayed(), scheduler="sync")
@@ -245,13 +248,10 @@ def test_dask_spread_deals_elements_out_evenly() -> None:
 
 
 def test_group_kinds_of_the_build_graph() -> None:
-    assert transforms.group_kind("Pair/Group by patient/GroupByKey") == runners.SHUFFLE
-    assert transforms.group_kind("Sum index stats/CombinePerKey/GroupByKey/GroupByKey") == runners.ONE_KEY
-    assert transforms.group_kind("Build cases/Group with target/GroupByKey") == runners.ONE_KEY
-    assert (
-        transforms.group_kind(f"Index headers/Spread files/{transforms.SPREAD_GROUP}/GroupByKey")
-        == runners.SPREAD
-    )
+    assert labels.group_kind("Pair/Group by patient/GroupByKey") == labels.SHUFFLE
+    assert labels.group_kind("Sum index stats/CombinePerKey/GroupByKey/GroupByKey") == labels.ONE_KEY
+    assert labels.group_kind("Build cases/Group with target/GroupByKey") == labels.ONE_KEY
+    assert labels.group_kind(f"Index headers/Spread files/{labels.SPREAD_GROUP}/GroupByKey") == labels.SPREAD
 
 
 def test_dask_worker_config_sets_the_malloc_thresholds() -> None:

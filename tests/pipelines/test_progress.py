@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline_helpers import Cohort
 
-from pipelines import progress
+from hcc_shards.build import progress
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-m", "hcc_shards.cli")

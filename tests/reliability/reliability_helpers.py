@@ -14,10 +14,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from hcc_shards.build.listing import list_input
 from hcc_shards.case import Case
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom import InstanceHeader, decode_or_record, index_file, pair_patient
-from hcc_shards.dicom.plan import list_objects
 from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.synth import CohortTruth
 from hcc_shards.synth.faults import InjectedFault
@@ -100,7 +100,7 @@ class CoreRun:
 
 def core_run(root: str, config: BuildConfig | None = None) -> CoreRun:
     config = config or BuildConfig()
-    indexed = [index_file(url, None, config, size=size) for url, size in list_objects(root)]
+    indexed = [index_file(r.url, None, config, size=r.size) for r in list_input(root)]
     records = [r for r in indexed if isinstance(r, QuarantineRecord)]
     by_patient: dict[str, list[InstanceHeader]] = defaultdict(list)
     for h in indexed:

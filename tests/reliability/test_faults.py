@@ -122,8 +122,8 @@ def test_faults_core_functions_idc_layout(tmp_path: Path) -> None:
 
 
 def test_synth_command_injects_faults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hcc_shards.build.dryrun import plan_records
     from hcc_shards.cli import main as cli_main
-    from hcc_shards.dicom import plan_records
 
     out = tmp_path / "cohort"
     assert cli_main(["synth", str(out), "--patients", "4", "--faults", "zero_byte,empty_seg"]) == 0

@@ -21,8 +21,8 @@ import pydicom
 import pytest
 from reliability_helpers import Cohorts, build, read_rows, record_key, version_dir
 
+from hcc_shards.build.dryrun import plan_records
 from hcc_shards.case import CASE_ID_CHARS, CASE_ID_MAX_BYTES, make_case_id
-from hcc_shards.dicom.plan import plan_records
 from hcc_shards.synth.cohort import encode_dataset
 from hcc_shards.synth.faults import (
     ELIGIBLE_QUIRKS,

@@ -15,7 +15,7 @@ from hcc_shards.errors import FormatError, UnknownFlagError
 from hcc_shards.preflight import drop_datasets
 from hcc_shards.shards import commit_dataset
 from hcc_shards.shards.manifest import ManifestRow
-from pipelines.options import check_flags
+from pipelines.beam.options import check_flags
 
 
 @pytest.fixture

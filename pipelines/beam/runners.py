@@ -29,10 +29,11 @@ from pathlib import Path
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineRunner, PipelineState
 
+from pipelines.beam.labels import ONE_KEY, SHUFFLE, SPREAD, group_kind
+from pipelines.beam.options import HccShardsOptions
+
 _LOG = logging.getLogger("hcc_shards.build")
 
-SHUFFLE, ONE_KEY, SPREAD = "shuffle", "one_key", "spread"
-"""Kinds of GroupByKey, for the Dask translation (:func:`fewer_partitions_group_by_key`)."""
 
 DIRECT = "DirectRunner"
 DASK = "DaskRunner"
@@ -92,7 +93,7 @@ def with_runner_defaults(argv: Sequence[str]) -> list[str]:
     return out
 
 
-DASK_WORKER_CONFIG = Path(__file__).resolve().parent / "dask" / "hcc-shards.yaml"
+DASK_WORKER_CONFIG = Path(__file__).resolve().parent.parent / "dask" / "hcc-shards.yaml"
 """Dask settings for build workers (docs/RUNNERS.md): glibc malloc thresholds for the nanny's workers."""
 
 
@@ -151,9 +152,6 @@ def make_runner(options: PipelineOptions) -> PipelineRunner | str:
     if name == DIRECT:
         return LocalDirectRunner()
     if name == DASK:
-        from pipelines.options import HccShardsOptions
-        from pipelines.transforms import group_kind
-
         return _dask_runner(options.view_as(HccShardsOptions).listing_shards, group_kind)
     return name
 
@@ -171,7 +169,7 @@ def fewer_partitions_group_by_key(
     - ``ONE_KEY``: everything goes under one key (global combines, the target join). The input is
       merged into one partition, where the output would be anyway: a few tasks, not N * N.
     - ``SPREAD``: the keys are the elements' identities and the group only exists to move elements
-      between workers (:class:`pipelines.transforms.Spread`). The elements are dealt out evenly
+      between workers (:class:`pipelines.beam.transforms.Spread`). The elements are dealt out evenly
       over ``max_partitions`` partitions instead of by key hash, and each becomes its own group:
       the same elements after the ungrouping, with no shuffle and tasks of equal size (hashing 48
       cases into 16 partitions gave tasks of 1 to 6 cases, and the longest set the build's end).

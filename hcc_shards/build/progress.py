@@ -18,6 +18,7 @@ count of a retried bundle may run ahead and is capped at the number of files lis
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import threading
@@ -69,6 +70,40 @@ def mark_commit(progress_dir: str | None) -> None:
     """The commit step has started."""
     if progress_dir:
         _touch(os.path.join(progress_dir, "commit"))
+
+
+def mark_done(progress_dir: str | None, case_id: str) -> None:
+    """One more case built, resumed or set aside (named by a hash: any case id gives a file name)."""
+    if progress_dir:
+        name = hashlib.sha1(case_id.encode("utf-8", "surrogateescape")).hexdigest()
+        _touch(os.path.join(progress_dir, "done", name))
+
+
+def write_total(progress_dir: str | None, cases: int) -> None:
+    """The number of cases selected, once the target is resolved."""
+    if progress_dir:
+        write_json(os.path.join(progress_dir, "total.json"), {"cases": int(cases)})
+
+
+def write_json(path: str, obj: Any) -> None:
+    """A small JSON file in the progress directory, replaced atomically."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def cases_progress(progress_dir: str) -> tuple[int, int | None]:
+    """(cases done, cases total or None while unknown) from a progress directory."""
+    done_dir = os.path.join(progress_dir, "done")
+    done = len(os.listdir(done_dir)) if os.path.isdir(done_dir) else 0
+    try:
+        with open(os.path.join(progress_dir, "total.json")) as f:
+            total = int(json.load(f)["cases"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        total = None
+    return done, total
 
 
 # -- launcher side -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Thin Beam PTransforms of the build.
 
 As little logic as possible lives here: each transform is a Map, FlatMap or GroupByKey around
-a plain function of :mod:`pipelines.steps`, which is tested without Beam. Nothing here does I/O
+a stage function of :mod:`hcc_shards.build`, which is tested without Beam. Nothing here does I/O
 while the pipeline is being constructed.
 """
 
@@ -13,28 +13,9 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipelines import steps
-from pipelines.options import BuildPlan
-from pipelines.runners import ONE_KEY, SHUFFLE, SPREAD
-
-ONE_KEY_GROUPS = frozenset(
-    {"Sum index stats", "First cases", "All spacings", "Group with target", "All outcomes"}
-)
-"""Steps of the build that group every element under one key (the global combines and the
-target join)."""
-SPREAD_GROUP = "Spread group"
-"""Label of the GroupByKey inside :class:`Spread`."""
-
-
-def group_kind(full_label: str) -> str:
-    """The kind of a GroupByKey of this pipeline, by its full label (``pipelines.runners``
-    partitions Dask's shuffles by it): spread, one key, or an ordinary shuffle."""
-    parts = full_label.split("/")
-    if SPREAD_GROUP in parts:
-        return SPREAD
-    if any(part in ONE_KEY_GROUPS for part in parts):
-        return ONE_KEY
-    return SHUFFLE
+from hcc_shards.build import cases, commit, index, listing, pair, target
+from hcc_shards.build.plan import BuildPlan
+from pipelines.beam.labels import SPREAD_GROUP
 
 
 @dataclass
@@ -64,10 +45,10 @@ class ListFiles(beam.PTransform):
     plan: BuildPlan
 
     def expand(self, pbegin):
-        tasks = pbegin | "Tasks" >> beam.Create(steps.listing_tasks(self.plan))
+        tasks = pbegin | "Tasks" >> beam.Create(listing.listing_tasks(self.plan))
         if self.plan.spread_inputs:
             tasks = tasks | "Spread tasks" >> Spread(key=lambda t: str(t.shard))
-        return tasks | "List" >> beam.FlatMap(steps.list_task, self.plan)
+        return tasks | "List" >> beam.FlatMap(listing.list_task, self.plan)
 
 
 @dataclass
@@ -78,8 +59,8 @@ class IndexHeaders(beam.PTransform):
 
     def expand(self, refs):
         if self.plan.spread_inputs:
-            refs = refs | "Spread files" >> Spread(key=lambda r: steps.url_key(r.url))
-        return refs | "Read header" >> beam.Map(steps.index_one, self.plan)
+            refs = refs | "Spread files" >> Spread(key=lambda r: listing.url_key(r.url))
+        return refs | "Read header" >> beam.Map(index.index_one, self.plan)
 
 
 @dataclass
@@ -93,7 +74,7 @@ class PairByPatient(beam.PTransform):
             headers
             | "Key by patient" >> beam.Map(lambda h: (h.patient_id, h))
             | "Group by patient" >> beam.GroupByKey()
-            | "Pair" >> beam.FlatMap(lambda kv, plan: steps.pair_one_patient(kv[0], kv[1], plan), self.plan)
+            | "Pair" >> beam.FlatMap(lambda kv, plan: pair.pair_one_patient(kv[0], kv[1], plan), self.plan)
         )
 
 
@@ -106,9 +87,9 @@ class UniqueCases(beam.PTransform):
     def expand(self, pairings):
         return (
             pairings
-            | "Key by case id" >> beam.Map(lambda p: (steps.case_id_of(p), p))
+            | "Key by case id" >> beam.Map(lambda p: (pair.case_id_of(p), p))
             | "Group by case id" >> beam.GroupByKey()
-            | "Keep one" >> beam.FlatMap(lambda kv, plan: steps.unique_case(kv[0], kv[1], plan), self.plan)
+            | "Keep one" >> beam.FlatMap(lambda kv, plan: pair.unique_case(kv[0], kv[1], plan), self.plan)
         )
 
 
@@ -124,7 +105,7 @@ class SelectCases(beam.PTransform):
         return (
             pairings
             | "First cases"
-            >> beam.combiners.Top.Of(self.limit, key=steps.case_sort_key, reverse=True).without_defaults()
+            >> beam.combiners.Top.Of(self.limit, key=pair.case_sort_key, reverse=True).without_defaults()
             | "Unlist" >> beam.FlatMap(lambda xs: xs)
         )
 
@@ -138,9 +119,9 @@ class ResolveTarget(beam.PTransform):
     def expand(self, pairings):
         return (
             pairings
-            | "Spacing" >> beam.Map(steps.pairing_spacing)
+            | "Spacing" >> beam.Map(pair.pairing_spacing)
             | "All spacings" >> beam.combiners.ToList().without_defaults()
-            | "Resolve" >> beam.Map(steps.resolve_target, self.plan)
+            | "Resolve" >> beam.Map(target.resolve_target, self.plan)
         )
 
 
@@ -168,26 +149,26 @@ class BuildCases(beam.PTransform):
                 )
                 | "Together" >> beam.Flatten()
                 | "Group with target" >> beam.GroupByKey()
-                | "Attach target" >> beam.FlatMap(lambda kv: steps.attach_target(kv[1]))
-                | "Key by image" >> beam.Map(lambda pt: (steps.image_group_key(pt[0]), pt))
+                | "Attach target" >> beam.FlatMap(lambda kv: target.attach_target(kv[1]))
+                | "Key by image" >> beam.Map(lambda pt: (pair.image_group_key(pt[0]), pt))
                 | "Group by image" >> beam.GroupByKey()
                 | "Image units" >> beam.Map(lambda kv: (kv[0], list(kv[1])))
                 | "Spread cases" >> Spread(key=lambda kv: kv[0])
                 | "Build case"
                 >> beam.FlatMap(
-                    lambda kv, plan: steps.build_image([p for p, _ in kv[1]], kv[1][0][1], plan),
+                    lambda kv, plan: cases.build_image([p for p, _ in kv[1]], kv[1][0][1], plan),
                     self.plan,
                 )
             )
         return (
             pairings
-            | "Key by image" >> beam.Map(lambda p: (steps.image_group_key(p), p))
+            | "Key by image" >> beam.Map(lambda p: (pair.image_group_key(p), p))
             | "Group by image" >> beam.GroupByKey()
             | "Image units" >> beam.Map(lambda kv: (kv[0], list(kv[1])))
             | "Spread cases" >> Spread(key=lambda kv: kv[0])
             | "Build case"
             >> beam.FlatMap(
-                lambda kv, target, plan: steps.build_image(list(kv[1]), target, plan),
+                lambda kv, target, plan: cases.build_image(list(kv[1]), target, plan),
                 beam.pvalue.AsSingleton(self.target),
                 self.plan,
             )
@@ -204,5 +185,5 @@ class Commit(beam.PTransform):
         return (
             outcomes
             | "All outcomes" >> beam.combiners.ToList().without_defaults()
-            | "Commit dataset" >> beam.Map(steps.commit_outcomes, self.plan)
+            | "Commit dataset" >> beam.Map(commit.commit_outcomes, self.plan)
         )
