@@ -97,3 +97,17 @@ def test_plan_over_an_object_store(s3):
     (case,) = [r for r in records if r["kind"] == "case"]
     assert case["voxels"]["liver"] == 315 and case["shape_zyx"] == [3, 38, 24]
     assert records[-1]["files"] == 5 and records[-1]["quarantined"] == 0
+
+
+def test_plan_and_build_agree_on_the_public_files(plan_lines, tmp_path) -> None:
+    """The real CT and SEG files (pydicom, highdicom, dcmqi) through the plan and through the stages
+    of the build, driven in this process."""
+    from plan_vs_build import assert_plan_matches_build
+
+    from hcc_shards.build.local import run_local
+    from hcc_shards.build.plan import BuildPlan, flag_values
+
+    out = tmp_path / "out"
+    run_local(BuildPlan.from_flags(flag_values(input=str(DATA), output=str(out))), workers=2)
+    (version,) = (out / "versions").iterdir()
+    assert assert_plan_matches_build(plan_lines, version, str(DATA)) >= 1

@@ -203,3 +203,16 @@ def test_idc_layout_with_worker_processes_gives_the_same_dataset(
     assert sorted((os.path.relpath(r["url"], idc_cohort.root), r["code"]) for r in idc_records) == sorted(
         idc_cohort.extra.items()
     )
+
+
+@pytest.mark.slow
+def test_plan_and_build_agree_on_the_tcia_corpus(tcia_cohort: Cohort, tcia_build) -> None:
+    from plan_vs_build import assert_plan_matches_build
+
+    from hcc_shards.build.dryrun import plan_records
+
+    output, _, _ = tcia_build
+    records = list(plan_records(tcia_cohort.root, workers=2))
+    assert assert_plan_matches_build(records, version_dir(output), tcia_cohort.root) >= len(
+        [p for p in tcia_cohort.truth.patients if p.expected_case]
+    )

@@ -70,11 +70,29 @@ def test_faults_core_functions(cohorts: Cohorts) -> None:
         )
 
 
-@pytest.mark.slow
-def test_faults_beam_build(cohorts: Cohorts, tmp_path: Path) -> None:
-    clean_out, faulted_out = tmp_path / "clean", tmp_path / "faulted"
+@pytest.fixture(scope="module")
+def fault_builds(cohorts: Cohorts, tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("fault-builds")
+    clean_out, faulted_out = base / "clean", base / "faulted"
     build(cohorts.clean, str(clean_out))
     summary = build(cohorts.faulted, str(faulted_out))
+    return clean_out, faulted_out, summary
+
+
+@pytest.mark.slow
+def test_faults_plan_and_build_agree(cohorts: Cohorts, fault_builds) -> None:
+    from plan_vs_build import assert_plan_matches_build
+
+    from hcc_shards.build.dryrun import plan_records
+
+    _, faulted_out, _ = fault_builds
+    records = list(plan_records(cohorts.faulted, workers=2))
+    assert assert_plan_matches_build(records, version_dir(faulted_out), cohorts.faulted) >= 8
+
+
+@pytest.mark.slow
+def test_faults_beam_build(cohorts: Cohorts, fault_builds) -> None:
+    clean_out, faulted_out, summary = fault_builds
     cv, fv = version_dir(clean_out), version_dir(faulted_out)
     assert cv.name == fv.name  # same configuration, same version
     assert read_rows(cv / "quarantine.parquet") == []

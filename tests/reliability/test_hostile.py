@@ -115,9 +115,22 @@ def test_case_ids_are_bounded_safe_and_distinct() -> None:
     assert make_case_id("P", "1.2", "1.3") != make_case_id("P", "1.2", "1.4")
 
 
+@pytest.fixture(scope="module")
+def hostile_plan(hostile: Hostile) -> list[dict]:
+    return list(plan_records(hostile.root))
+
+
+@pytest.fixture(scope="module")
+def hostile_build(hostile: Hostile, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("hostile-build") / "out"
+    mine = os.path.join(tempfile.gettempdir(), f"hcc-shards-progress-{os.getpid()}-*")
+    summary = build(hostile.root, str(out))
+    return summary, out, glob.glob(mine)
+
+
 @pytest.mark.slow
-def test_hostile_plan(hostile: Hostile) -> None:
-    records = list(plan_records(hostile.root))
+def test_hostile_plan(hostile: Hostile, hostile_plan: list[dict]) -> None:
+    records = hostile_plan
     cases = [r for r in records if r["kind"] == "case"]
     got = Counter(record_key(r, hostile.root) for r in records if r["kind"] == "quarantine")
     assert got == _expected_records(hostile)
@@ -136,11 +149,17 @@ def test_hostile_plan(hostile: Hostile) -> None:
 
 
 @pytest.mark.slow
-def test_hostile_build(hostile: Hostile, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    mine = os.path.join(tempfile.gettempdir(), f"hcc-shards-progress-{os.getpid()}-*")
-    summary = build(hostile.root, str(out))
-    assert glob.glob(mine) == []  # the progress folder went with the run
+def test_hostile_plan_and_build_agree(hostile: Hostile, hostile_plan: list[dict], hostile_build) -> None:
+    from plan_vs_build import assert_plan_matches_build
+
+    _, out, _ = hostile_build
+    assert assert_plan_matches_build(hostile_plan, version_dir(out), hostile.root) >= len(hostile.controls)
+
+
+@pytest.mark.slow
+def test_hostile_build(hostile: Hostile, hostile_build) -> None:
+    summary, out, left = hostile_build
+    assert left == []  # the progress folder went with the run
     v = version_dir(out)
     rows = read_rows(v / "manifest.parquet")
     quarantine = read_rows(v / "quarantine.parquet")
