@@ -120,3 +120,17 @@ def clone_case(src: Path, dst: Path, copy: int) -> None:
         ds.PatientID = patient
         ds.PatientName = patient
         ds.save_as(dst / ("seg.dcm" if f.name == "seg.dcm" else f"ct/{f.name}"), enforce_file_format=True)
+
+
+def write_cohort(workdir: Path, n: int, *, slices: int, dz: float, dxy: float) -> Path:
+    """The pipeline benchmarks' cohort: ``n`` clones of the ``slices``-slice case; returns its input folder.
+
+    Kept under ``workdir`` (``case<slices>``, ``cohort<slices>x<n>/input/P000`` ...) and reused by
+    later runs, since writing 48 clones takes a minute or two.
+    """
+    case_dir = workdir / f"case{slices}"
+    write_case(case_dir, seed=0, index=9, slices=slices, dz=dz, dxy=dxy)
+    cohort = workdir / f"cohort{slices}x{n}" / "input"
+    for k in range(n):
+        clone_case(case_dir, cohort / f"P{k:03d}", k)
+    return cohort

@@ -599,14 +599,10 @@ def _pipeline_runs(workdir: Path, args, spacing, bench_cases, rows: list[tuple])
     n = args.pipeline_cases
     small = max(1, n // 3)
     slices = int(args.slices.split(",")[0])
-    cohort = workdir / f"cohort{slices}x{n}"
-    bench_cases.write_case(
-        workdir / f"case{slices}", seed=0, index=9, slices=slices, dz=args.dz, dxy=args.dxy
-    )
+    cohort = bench_cases.write_cohort(workdir, n, slices=slices, dz=args.dz, dxy=args.dxy).parent
     subset = workdir / f"cohort{slices}x{n}-first{small}-files"
-    for k in range(n):
-        bench_cases.clone_case(workdir / f"case{slices}", cohort / "input" / f"P{k:03d}", k)
-        if k < small and not (subset / f"P{k:03d}" / "seg.dcm").exists():
+    for k in range(small):
+        if not (subset / f"P{k:03d}" / "seg.dcm").exists():
             # Hard links: the listing sees plain files (it does not follow directory symlinks).
             shutil.copytree(cohort / "input" / f"P{k:03d}", subset / f"P{k:03d}", copy_function=os.link)
     out: dict = {}

@@ -10,6 +10,10 @@
 set -euo pipefail
 
 SOURCE="${1:?usage: install_spark_env.sh gs://BUCKET/PREFIX | s3://BUCKET/PREFIX | FOLDER}"
+# EMR runs bootstrap actions as the hadoop user; /opt needs root.
+if [ "$(id -u)" -ne 0 ] && [ -z "${HCC_SHARDS_PREFIX:-}" ]; then
+  exec sudo -E bash "$0" "$@"
+fi
 PREFIX="${HCC_SHARDS_PREFIX:-/opt/hcc-shards}"
 VENV="$PREFIX/venv"
 

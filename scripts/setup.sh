@@ -27,15 +27,58 @@ find_python() {  # find_python 3.12 -> path of a working interpreter of that min
   return 1
 }
 
+apt_install() {  # apt_install PACKAGE... (as root, or through sudo)
+  log "installing system packages: $*"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 ensure_apt() {
   local missing=()
   command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
   command -v dcmdump >/dev/null 2>&1 || missing+=(dcmtk)
   [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing system packages: ${missing[*]}"
-  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
+}
+
+# Java for the Spark engine: pyspark 4 (requirements/main.lock) runs Spark's JVM and needs Java 17+.
+JAVA_MIN=17
+JVM_ROOT="${JVM_ROOT:-/usr/lib/jvm}"
+
+java_major() {  # java_major JAVA -> its major version (8 for "1.8.0_392", 17 for "17.0.15")
+  local out line version
+  out="$("$1" -version 2>&1)" || return 1
+  line="$(grep -m1 -E 'version "[^"]+"' <<<"$out")" || return 1
+  version="${line#*version \"}"; version="${version%%\"*}"
+  version="${version#1.}"  # Java 8 and older report 1.N
+  version="${version%%[.+_-]*}"
+  [[ "$version" =~ ^[0-9]+$ ]] || return 1
+  echo "$version"
+}
+
+find_java() {  # find_java -> home directory of a Java >= JAVA_MIN: JAVA_HOME, PATH, then JVM_ROOT
+  local cand path major
+  for cand in ${JAVA_HOME:+"$JAVA_HOME/bin/java"} "$(command -v java 2>/dev/null || true)" \
+              "$JVM_ROOT"/*/bin/java; do
+    [ -n "$cand" ] && [ -x "$cand" ] || continue
+    major="$(java_major "$cand")" || continue
+    [ "$major" -ge "$JAVA_MIN" ] || continue
+    path="$(readlink -f "$cand")"
+    echo "${path%/bin/java}"; return 0
+  done
+  return 1
+}
+
+ensure_java() {
+  # The environment's java link names the Java the tests and `--engine spark` use (JAVA_HOME), so
+  # an older java first on PATH does not matter.
+  local home
+  if ! home="$(find_java)"; then
+    apt_install openjdk-17-jre-headless
+    home="$(find_java)" || { log "no Java >= $JAVA_MIN after installing openjdk-17-jre-headless"; return 1; }
+  fi
+  ln -sfn "$home" "$ENV_HOME/java"
 }
 
 ensure_uv() {
@@ -131,6 +174,7 @@ ensure_iac_env() {
 main() {
   local what="${1:-all}"
   ensure_apt
+  ensure_java
   ensure_uv
   case "$what" in
     main) ensure_main_env ;;
@@ -139,4 +183,7 @@ main() {
   esac
 }
 
-main "$@"
+# Run only when executed, so that tests can source the functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi

@@ -7,6 +7,8 @@ cd "$ROOT"
 bash scripts/setup.sh all
 ENVS="${HCC_SHARDS_HOME:-$HOME/.cache/hcc-shards}/envs"
 export PATH="$ENVS/main/bin:$PATH"
+# The Java >= 17 that setup.sh found or installed, for the Spark engine's tests.
+export JAVA_HOME="$(readlink -f "$ENVS/java")"
 
 "$ENVS/main/bin/ruff" check .
 "$ENVS/main/bin/ruff" format --check .

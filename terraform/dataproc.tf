@@ -1,7 +1,18 @@
-# Optional Dataproc cluster to run the same pipeline with Beam's portable runner on Spark (or on
-# Flink, where the image's Flink is a version Beam supports); see docs/RUN_ON_SPARK_FLINK.md.
-# Its SDK harnesses run the same image as Dataflow's workers (DOCKER environment), so nothing is
-# pip-installed on the nodes either.
+# Optional Dataproc cluster to run the build on Spark: with the native Spark engine
+# (pipelines/spark/submit.py; its Python environment installed on every node when
+# dataproc_spark_env, from a bundle staged in the staging bucket), or with Beam's portable runner
+# on Spark (or Flink, where the image's Flink is a version Beam supports), whose SDK harnesses run
+# the same image as Dataflow's workers (DOCKER environment). See docs/RUN_ON_SPARK.md. Nothing is
+# fetched from the internet on the nodes: they have no route to it.
+
+locals {
+  dataproc_spark_env = var.dataproc_spark_env ? "gs://${google_storage_bucket.staging.name}/dataproc/spark-env" : ""
+  # Where deploy/install_spark_env.sh puts the interpreter; every Spark job on the cluster uses it.
+  dataproc_spark_python = var.dataproc_spark_env ? {
+    "spark:spark.pyspark.python"        = "/opt/hcc-shards/venv/bin/python"
+    "spark:spark.pyspark.driver.python" = "/opt/hcc-shards/venv/bin/python"
+  } : {}
+}
 
 resource "google_service_account" "dataproc" {
   count = var.enable_dataproc ? 1 : 0
@@ -94,6 +105,7 @@ resource "google_dataproc_cluster" "beam" {
       metadata = {
         "hcc-image"      = local.image_uri
         "hcc-image-host" = "${var.region}-docker.pkg.dev"
+        "hcc-spark-env"  = local.dataproc_spark_env
       }
 
       shielded_instance_config {
@@ -124,9 +136,9 @@ resource "google_dataproc_cluster" "beam" {
     software_config {
       image_version       = var.dataproc_image_version
       optional_components = var.dataproc_optional_components
-      override_properties = {
+      override_properties = merge({
         "dataproc:dataproc.logging.stackdriver.enable" = "true"
-      }
+      }, local.dataproc_spark_python)
     }
 
     initialization_action {

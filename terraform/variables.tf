@@ -294,17 +294,23 @@ variable "launcher_members" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Optional Dataproc cluster for Spark / Flink through Beam's portable runner
+# Optional Dataproc cluster: the native Spark engine, or Beam's portable runner on Spark / Flink
 # ---------------------------------------------------------------------------------------------
 
 variable "enable_dataproc" {
-  description = "Create a Dataproc cluster to run the build on Spark (or Flink) with Beam's portable runner; see docs/RUN_ON_SPARK_FLINK.md."
+  description = "Create a Dataproc cluster to run the build on Spark (the native engine with dataproc_spark_env, or Beam's portable runner on Spark or Flink); see docs/RUN_ON_SPARK.md."
+  type        = bool
+  default     = false
+}
+
+variable "dataproc_spark_env" {
+  description = "Install the native Spark engine's Python environment (CPython 3.12, hcc-shards and its locked dependencies) on every Dataproc node from gs://<staging bucket>/dataproc/spark-env, staged beforehand with deploy/stage_spark_env.sh, and make its interpreter Spark's Python (spark.pyspark.python). Cluster creation fails if nothing was staged there."
   type        = bool
   default     = false
 }
 
 variable "dataproc_image_version" {
-  description = "Dataproc image version. 2.2 ships Spark 3.5, which Beam 2.77's Spark runner supports (--spark_version=3)."
+  description = "Dataproc image version. 2.2 ships Spark 3.5 (Java 11), which both the native Spark engine (with the Python 3.12 of dataproc_spark_env) and Beam 2.77's Spark runner (--spark_version=3) support."
   type        = string
   default     = "2.2-debian12"
 

@@ -4,6 +4,7 @@ project_id          = "hcc-shards-ci"
 region              = "us-central1"
 create_input_mirror = true
 enable_dataproc     = true
+dataproc_spark_env  = true
 launch_job          = true
 job_input           = "gs://hcc-shards-ci-hcc-shards-input/hcc-tace-seg"
 kms_key_name        = "projects/hcc-shards-ci/locations/us-central1/keyRings/hcc-shards/cryptoKeys/data"

@@ -101,7 +101,9 @@ def test_metadata_regexes_accept_and_reject(name: str, good: list[str], bad: lis
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", ["launch.sh", "dataproc_init.sh"])
+@pytest.mark.parametrize(
+    "script", ["launch.sh", "dataproc_init.sh", "stage_spark_env.sh", "install_spark_env.sh"]
+)
 def test_scripts_are_valid_bash(script: str) -> None:
     proc = subprocess.run(["bash", "-n", str(DEPLOY / script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
