@@ -90,6 +90,8 @@ def plan_records(
     quarantined = [r for r in indexed if isinstance(r, QuarantineRecord)]
     pairings, records = pair_all(headers, plan)
     quarantined.extend(records)
+    patients = {h.patient_id for h in headers}
+    ct_series = {h.series_instance_uid for h in headers if not h.is_seg}
     cases = 0
     for pairing in sorted(pairings, key=lambda p: (p.seg.patient_id, case_sort_key(p))):
         try:
@@ -113,6 +115,10 @@ def plan_records(
         "instances": len(headers),
         "series": len({h.series_instance_uid for h in headers}),
         "segs": sum(1 for h in headers if h.is_seg),
+        "patients": len(patients),
+        "patients_without_seg": len(patients - {h.patient_id for h in headers if h.is_seg}),
+        "ct_series": len(ct_series),
+        "ct_series_unused": len(ct_series - {p.ct_series_instance_uid for p in pairings}),
         "cases": cases,
         "quarantined": len(quarantined),
         "by_reason": dict(sorted(Counter(r.code for r in quarantined).items())),
@@ -161,6 +167,8 @@ def format_record(rec: dict[str, Any]) -> str:
     reasons = "\n".join(f"    {k}: {v}" for k, v in rec["by_reason"].items())
     return (
         f"SUMMARY files={rec['files']} instances={rec['instances']} series={rec['series']} "
-        f"segs={rec['segs']} cases={rec['cases']} quarantined={rec['quarantined']}"
+        f"segs={rec['segs']} cases={rec['cases']} quarantined={rec['quarantined']}\n"
+        f"    patients={rec['patients']} ({rec['patients_without_seg']} with CT but no SEG), "
+        f"CT series={rec['ct_series']} ({rec['ct_series_unused']} used by no case)"
         + (f"\n{reasons}" if reasons else "")
     )

@@ -68,8 +68,10 @@ def dataset_card(
     research: Research | None = None,
     source: dict[str, Any] | None = None,
     intensity: dict[str, float] | None = None,
+    input_counts: dict[str, int] | None = None,
 ) -> str:
-    """Markdown text of DATASET.md."""
+    """Markdown text of DATASET.md. ``input_counts``: the build summary's counts of what the input
+    held (patients, patients_without_seg, ct_series, ct_series_unused)."""
     rows = sorted(rows, key=lambda r: r.case_id)
     lines = [
         f"# {name}",
@@ -96,6 +98,14 @@ def dataset_card(
         f"| cases | {len(rows)} |",
         f"| patients | {len({r.patient_id for r in rows})} |",
     ]
+    counts = input_counts or {}
+    if counts.get("patients"):  # what the input held beyond the cases: counted, never dropped silently
+        lines += [
+            f"| patients in the input | {counts['patients']} |",
+            f"| patients with CT but no SEG | {counts.get('patients_without_seg', 0)} |",
+            f"| CT series in the input | {counts.get('ct_series', 0)} |",
+            f"| CT series used by no case | {counts.get('ct_series_unused', 0)} |",
+        ]
     splits = Counter(r.split for r in rows)
     lines += [f"| split {s} | {splits.get(s, 0)} |" for s in SPLITS]
     lines += [f"| quarantined | {len(quarantine)} |"]

@@ -36,6 +36,9 @@ from hcc_shards.shards.research import Research, research_json, write_research
 from hcc_shards.shards.writer import marker_path
 from hcc_shards.text import storable
 
+INPUT_COUNTS = ("patients", "patients_without_seg", "ct_series", "ct_series_unused")
+"""Counts of the build summary that the card shows under Counts (what the input held)."""
+
 __all__ = ["QUARANTINE_SCHEMA", "commit_dataset", "read_latest", "version_url"]
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -139,6 +142,7 @@ def commit_dataset(
         research=research,
         source=source,
         intensity=intensity,
+        input_counts={k: int(summary.get(k) or 0) for k in INPUT_COUNTS},
     )
     put_bytes_atomic(storage.join(vurl, "DATASET.md"), card.encode(), storage_options)
     png = cohort_png(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -33,6 +34,10 @@ from hcc_shards.build.target import resolve_target
 DEFAULT_MASTER = "local[*]"
 """Spark master of ``hcc-shards build --engine spark`` without --spark-master: this machine's cores."""
 APP_NAME = "hcc-shards build"
+SETUP_JAVA = os.path.join(
+    os.environ.get("HCC_SHARDS_HOME", os.path.expanduser("~/.cache/hcc-shards")), "envs", "java"
+)
+"""Where scripts/setup.sh links the Java 17+ runtime it found or installed."""
 
 
 def stable_partition(key: Any) -> int:
@@ -56,6 +61,8 @@ def session(master: str | None = None) -> Any:
     if is_local_master(master):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if "JAVA_HOME" not in os.environ and shutil.which("java") is None and os.path.isdir(SETUP_JAVA):
+        os.environ["JAVA_HOME"] = SETUP_JAVA  # the runtime scripts/setup.sh installed for Spark
     builder = SparkSession.builder.appName(APP_NAME).config("spark.ui.showConsoleProgress", "false")
     if master:
         builder = builder.master(master)
