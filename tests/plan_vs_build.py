@@ -36,22 +36,24 @@ def assert_plan_matches_build(records: list[dict[str, Any]], version: Path, root
         return Counter(_key(r, root) for r in rs if r["stage"] in EARLY_STAGES)
 
     assert early(plan_records) == early(quarantine), "listing, index or pairing records differ"
-    # Every SEG the plan paired is a case or a later record of the build, and the reverse.
-    paired_in_plan = {r["seg_sop_instance_uid"] for r in plan_cases} | {
-        r["sop_instance_uid"] for r in plan_records if r["stage"] not in EARLY_STAGES
-    }
-    paired_in_build = {r["seg_sop_instance_uid"] for r in manifest} | {
-        r["sop_instance_uid"] for r in quarantine if r["stage"] not in EARLY_STAGES
-    }
+    # Every SEG the plan paired is a case or a later record of the build, and the reverse; keyed by
+    # (PatientID, SEG UID): copied UIDs under other PatientIDs are distinct inputs.
+    paired_in_plan = Counter((r["patient_id"], r["seg_sop_instance_uid"]) for r in plan_cases) + Counter(
+        (r["patient_id"], r["sop_instance_uid"]) for r in plan_records if r["stage"] not in EARLY_STAGES
+    )
+    paired_in_build = Counter((r["patient_id"], r["seg_sop_instance_uid"]) for r in manifest) + Counter(
+        (r["patient_id"], r["sop_instance_uid"]) for r in quarantine if r["stage"] not in EARLY_STAGES
+    )
     assert paired_in_plan == paired_in_build, "the plan and the build paired different SEGs"
-    built = {r["seg_sop_instance_uid"]: r for r in manifest}
+    built = {r["case_id"]: r for r in manifest}
     for case in plan_cases:
-        row = built.get(case["seg_sop_instance_uid"])
-        if row is not None:  # same pairing: same case id, CT series, acquisition and image
-            assert (case["case_id"], case["ct_series_instance_uid"], case["image_id"]) == (
-                row["case_id"],
+        row = built.get(case["case_id"])
+        if row is not None:  # same pairing: same SEG, CT series, acquisition and image
+            assert (case["seg_sop_instance_uid"], case["ct_series_instance_uid"], case["image_id"]) == (
+                row["seg_sop_instance_uid"],
                 row["ct_series_instance_uid"],
                 row["image_id"],
             )
             assert case["ct_acquisition_number"] == row["ct_acquisition_number"]
-    return len(paired_in_plan)
+    assert set(built) <= {c["case_id"] for c in plan_cases}, "the build has a case the plan does not list"
+    return sum(paired_in_plan.values())

@@ -80,9 +80,10 @@ def test_plan_human_output(capsys):
     text = capsys.readouterr().out
     assert "CASE 123456" in text
     assert "liver=315" in text
-    assert (
-        text.rstrip().splitlines()[-1] == "SUMMARY files=5 instances=5 series=3 segs=1 cases=1 quarantined=0"
-    )
+    assert text.rstrip().splitlines()[-2:] == [
+        "SUMMARY files=5 instances=5 series=3 segs=1 cases=1 quarantined=0",
+        "    patients=1 (0 with CT but no SEG), CT series=2 (1 used by no case)",
+    ]
 
 
 def test_plan_over_an_object_store(s3):

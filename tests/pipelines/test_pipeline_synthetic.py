@@ -149,6 +149,13 @@ def test_summary_progress_and_dataset_json(tcia_cohort: Cohort, tcia_build) -> N
     latest = json.loads((output / "LATEST.json").read_text())
     assert latest["path"] == f"versions/{summary.config_hash}"
     assert summary.config_hash == BuildConfig(target_spacing=summary.target_spacing_zyx).config_hash()
+    # Patients without a SEG are counted, in the summary and on the card, not dropped silently.
+    no_seg = [p for p in tcia_cohort.truth.patients if not p.seg_sop_instance_uid]
+    assert no_seg, "the cohort should hold a CT-only patient"
+    assert (summary.patients, summary.patients_without_seg) == (len(tcia_cohort.truth.patients), len(no_seg))
+    assert summary.ct_series_unused >= len(no_seg) and summary.ct_series > summary.ct_series_unused
+    card = (version_dir(output) / "DATASET.md").read_text()
+    assert f"| patients with CT but no SEG | {len(no_seg)} |" in card
 
 
 def test_second_run_writes_nothing_and_keeps_the_manifest(tcia_cohort: Cohort, tcia_build) -> None:
