@@ -110,7 +110,7 @@ def serve_dask(workers: int) -> int:
     import dask
     from distributed import LocalCluster
 
-    from pipelines.runners import dask_worker_config
+    from pipelines.beam.runners import dask_worker_config
 
     # The workers as docs/RUNNERS.md deploys them (glibc malloc thresholds, pipelines/dask).
     with dask.config.set(dask_worker_config()):
