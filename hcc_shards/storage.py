@@ -5,17 +5,16 @@ variables (STORAGE_EMULATOR_HOST for GCS, AWS_ENDPOINT_URL / AWS_* for S3).
 
 Transient errors: gcsfs and s3fs retry them inside the client, local disks and memory have
 none; every other filesystem is wrapped in :class:`RetryingFileSystem`, which retries each call
-that fails with a transient error (``ConnectionError``, ``TimeoutError``) with exponential backoff.
+that fails with a transient error (:func:`hcc_shards.retry.is_transient`) as
+:data:`hcc_shards.retry.STORAGE_RETRIES` says.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 # gcsfs otherwise probes for hierarchical-namespace buckets and stalls for 60 s against emulators.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
@@ -23,16 +22,10 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import fsspec
 
 from hcc_shards.errors import ConfigError
-
-T = TypeVar("T")
+from hcc_shards.retry import STORAGE_RETRIES, call_with_retries
 
 SELF_RETRYING_PROTOCOLS = frozenset({"file", "local", "memory", "gs", "gcs", "s3", "s3a"})
 """Protocols whose client retries transient errors itself (or that have none)."""
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
-"""Storage errors worth another attempt."""
-RETRY_ATTEMPTS = 8
-RETRY_BASE_DELAY_S = 0.02
-RETRY_MAX_DELAY_S = 2.0
 
 
 def filesystem(
@@ -54,31 +47,8 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
     return {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
 
 
-def call_with_retries(
-    fn: Callable[[], T],
-    *,
-    attempts: int = RETRY_ATTEMPTS,
-    base_delay_s: float = RETRY_BASE_DELAY_S,
-    max_delay_s: float = RETRY_MAX_DELAY_S,
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """``fn()``, called again after a transient error, up to ``attempts`` times in all.
-
-    The n-th retry waits ``base_delay_s * 2**(n-1)`` (at most ``max_delay_s``) times a random
-    factor in [0.5, 1). Other errors (a missing object, a denied permission) are raised at once.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except TRANSIENT_ERRORS:
-            if attempt >= attempts:
-                raise
-            sleep(min(max_delay_s, base_delay_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 class RetryingFileSystem(fsspec.AbstractFileSystem):
-    """A filesystem whose every storage call is retried on transient errors (:func:`call_with_retries`).
+    """A filesystem whose every storage call is retried on transient errors (:data:`STORAGE_RETRIES`).
 
     Paths and protocol are those of the wrapped filesystem; calls are delegated one by one.
     """
@@ -124,7 +94,7 @@ class RetryingFileSystem(fsspec.AbstractFileSystem):
     @staticmethod
     def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            return call_with_retries(lambda: method(*args, **kwargs))
+            return call_with_retries(lambda: method(*args, **kwargs), STORAGE_RETRIES)
 
         call.__name__ = getattr(method, "__name__", "call")
         call.__doc__ = method.__doc__

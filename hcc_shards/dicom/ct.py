@@ -39,6 +39,7 @@ from hcc_shards.dicom.index import RAW_PIXEL_SYNTAXES
 from hcc_shards.dicom.stack import SliceRef
 from hcc_shards.errors import QuarantineError
 from hcc_shards.quarantine import Reason
+from hcc_shards.retry import is_storage_error
 from hcc_shards.storage import filesystem
 
 MAX_ABS_RESCALE_SLOPE = 1000.0
@@ -65,7 +66,9 @@ def _fetch(url: str, storage_options: dict[str, Any] | None) -> bytes:
     fs, path = filesystem(url, storage_options)
     try:
         return fs.cat_file(path)
-    except (FileNotFoundError, PermissionError, ConnectionError, TimeoutError) as exc:
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
         raise QuarantineError(Reason.STORAGE_ERROR, f"{url}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -275,7 +278,7 @@ def _fetch_raw(
 
 
 def _raw_frame(url: str, header: InstanceHeader, length: int, data: bytes | BaseException) -> np.ndarray:
-    if isinstance(data, (FileNotFoundError, PermissionError, ConnectionError, TimeoutError)):
+    if isinstance(data, BaseException) and is_storage_error(data):
         raise QuarantineError(Reason.STORAGE_ERROR, f"{url}: {type(data).__name__}: {data}") from data
     if isinstance(data, BaseException):
         raise QuarantineError(

@@ -13,13 +13,11 @@ from hcc_shards.dicom.ct import decode_ct, read_dataset
 from hcc_shards.dicom.pairing import Pairing
 from hcc_shards.dicom.seg import labels_on_ct_grid
 from hcc_shards.errors import QuarantineError
-from hcc_shards.labels import LABELS, LIVER, TUMOR
+from hcc_shards.labels import LABEL_BY_VALUE, LABELS, LIVER, TUMOR
+from hcc_shards.qc_rules import qc_flags as qc_flags_of_counts
 from hcc_shards.quarantine import QuarantineRecord, Reason
 
-TUMOR_LIVER_QC_RATIO = 1.5
 _DEFAULT_CONFIG = BuildConfig()
-QC_TUMOR_GT_LIVER = "tumor_gt_1.5x_liver"
-"""qc flag: more tumour voxels than 1.5x the liver voxels (HCC_065, HCC_075): kept, flagged."""
 
 
 def provenance_of(pairing: Pairing) -> Provenance:
@@ -179,13 +177,10 @@ def decode_image_group(
 
 
 def qc_flags(label: np.ndarray) -> tuple[str, ...]:
-    """Quality findings that do not stop a case."""
+    """Quality findings that do not stop a case (:mod:`hcc_shards.qc_rules` on the label's counts)."""
     # Two counts, not a bincount: that would widen every voxel to int64 (8x the label's memory).
-    tumor, liver = np.count_nonzero(label == TUMOR), np.count_nonzero(label == LIVER)
-    qc = []
-    if tumor > TUMOR_LIVER_QC_RATIO * liver:
-        qc.append(QC_TUMOR_GT_LIVER)
-    return tuple(qc)
+    counts = {LABEL_BY_VALUE[v].name: int(np.count_nonzero(label == v)) for v in (TUMOR, LIVER)}
+    return qc_flags_of_counts(counts)
 
 
 def decode_or_record(

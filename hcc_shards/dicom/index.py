@@ -20,6 +20,7 @@ from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.frames import UNDEFINED_LENGTH
 from hcc_shards.dicom.header import MEDIA_STORAGE_DIRECTORY_UID, InstanceHeader, header_from_dataset
 from hcc_shards.quarantine import QuarantineRecord, Reason
+from hcc_shards.retry import is_storage_error
 from hcc_shards.storage import filesystem
 
 _DEFAULT_CONFIG = BuildConfig()
@@ -202,10 +203,10 @@ def index_file(
     except (InvalidDicomError, EOFError) as exc:
         detail = str(exc).replace(" Use force=True to force reading.", "")
         return _record(Reason.NOT_DICOM, url, f"expected a DICOM Part 10 file, could not parse one: {detail}")
-    except (FileNotFoundError, PermissionError, ConnectionError, TimeoutError) as exc:
-        # Not every OSError: pydicom raises OSError for truncated files, which are unreadable.
-        return _record(Reason.STORAGE_ERROR, url, f"cannot read the object: {type(exc).__name__}: {exc}")
     except Exception as exc:  # pydicom raises many types on damaged files
+        if is_storage_error(exc):
+            # Not every OSError: pydicom raises OSError for truncated files, which are unreadable.
+            return _record(Reason.STORAGE_ERROR, url, f"cannot read the object: {type(exc).__name__}: {exc}")
         return _record(Reason.UNREADABLE, url, f"DICOM header cannot be parsed: {type(exc).__name__}: {exc}")
     sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", ""))
     if sop_class == MEDIA_STORAGE_DIRECTORY_UID or "DirectoryRecordSequence" in ds:

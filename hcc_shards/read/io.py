@@ -3,7 +3,8 @@
 Local files are read with ``os.pread`` (no Python file objects, safe from several threads).
 Object stores get one ``fs.cat_ranges`` call per batch, so an async filesystem (gcsfs, s3fs)
 fetches the ranges concurrently; neighbouring ranges of one object are merged first.
-Transient errors are retried with exponential backoff and jitter. Every filesystem client and
+Transient errors (:func:`hcc_shards.retry.is_transient`) are retried with exponential backoff and
+jitter (:class:`hcc_shards.retry.RetryPolicy`, from :class:`IOSettings`). Every filesystem client and
 file descriptor belongs to the process that made it: after a fork (DataLoader workers) the
 child makes its own on first use.
 """
@@ -11,9 +12,9 @@ child makes its own on first use.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,10 +24,10 @@ from typing import Any, TypeVar
 import fsspec
 
 from hcc_shards.read.cache import CacheSettings, DiskCache
+from hcc_shards.retry import RetryPolicy, call_with_retries, is_transient
 
 T = TypeVar("T")
 
-_TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_OPEN = 256
 """Local files kept open (mapped) per process; the oldest is let go beyond this (descriptor limits)."""
 _FORKS = [0]
@@ -39,7 +40,6 @@ def _forked() -> None:
 
 
 os.register_at_fork(after_in_child=_forked)
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class IOSettings:
     retries: int = 5
     """Retries of a transient storage error before it is raised."""
     backoff_s: float = 0.05
-    """First retry delay; it doubles on each retry (with jitter), up to ``max_backoff_s``."""
+    """First retry delay; it doubles on each retry, up to ``max_backoff_s``, less a random part of up
+    to half."""
     max_backoff_s: float = 5.0
     """Longest retry delay."""
     cache: CacheSettings | None = None
@@ -87,22 +88,6 @@ class IOStats:
     """Bytes fetched from storage (cache hits excluded)."""
     retries: int = 0
     """Transient errors that were retried."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a storage error is worth retrying (timeouts, resets, HTTP 408/429/5xx)."""
-    if isinstance(exc, _PERMANENT):
-        return False
-    for attr in ("code", "status", "status_code"):
-        code = getattr(exc, attr, None)
-        if isinstance(code, int) and code in _TRANSIENT_HTTP:
-            return True
-    if isinstance(exc, (TimeoutError, ConnectionError)):
-        return True
-    module = type(exc).__module__ or ""
-    if module.startswith(("aiohttp", "botocore", "urllib3", "requests")):
-        return True
-    return isinstance(exc, OSError) and not isinstance(exc, _PERMANENT)
 
 
 class ByteStore:
@@ -147,7 +132,6 @@ class ByteStore:
         self._maps: dict[str, memoryview] = {}
         self._lock = threading.Lock()
         self._in_flight = threading.BoundedSemaphore(self.settings.max_batches_in_flight)
-        self._rng = random.Random()
         self._cache = DiskCache(self.settings.cache) if self.settings.cache else None
         self.stats = IOStats()
 
@@ -190,21 +174,20 @@ class ByteStore:
 
     # -- retries -------------------------------------------------------------------------------
 
-    def _retrying(self, fn: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                return fn()
-            except Exception as exc:
-                if attempt >= self.settings.retries or not is_transient(exc):
-                    raise
-                self._backoff(attempt)
-                attempt += 1
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retries of this store's storage calls (from its settings)."""
+        return RetryPolicy(
+            attempts=self.settings.retries + 1,
+            base_delay_s=self.settings.backoff_s,
+            max_delay_s=self.settings.max_backoff_s,
+        )
 
-    def _backoff(self, attempt: int) -> None:
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        return call_with_retries(fn, self.retry_policy, sleep=self._sleep, on_retry=self._count_retry)
+
+    def _count_retry(self, exc: BaseException, retry: int) -> None:
         self.stats.retries += 1
-        delay = min(self.settings.max_backoff_s, self.settings.backoff_s * (2**attempt))
-        self._sleep(delay * (0.5 + self._rng.random()))
 
     # -- whole objects -------------------------------------------------------------------------
 
@@ -343,47 +326,56 @@ class ByteStore:
         self._check_pid()
         if self._fd(path) is None:
             return None
-        data = self._retrying(lambda: os.pread(self._fd(path), end - start, start))  # type: ignore[arg-type]
+        data = self._retrying(lambda: self._pread_once(path, start, end))
         self.stats.requests += 1
         self.stats.bytes += len(data)
         return data
 
+    def _pread_once(self, path: str, start: int, end: int) -> bytes:
+        try:
+            return os.pread(self._fd(path), end - start, start)  # type: ignore[arg-type]
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+        # Another thread let the descriptor go (beyond _MAX_OPEN); a fresh one is opened.
+        return os.pread(self._fd(path), end - start, start)  # type: ignore[arg-type]
+
     def _remote_ranges(self, ranges: list[tuple[str, int, int]]) -> list[bytes | None]:
         out: list[bytes | None] = [None] * len(ranges)
         todo = list(range(len(ranges)))
-        attempt = 0
-        while todo:
+
+        def fetch_todo() -> None:
+            # One cat_ranges call for the ranges still missing; those that failed transiently stay
+            # in ``todo`` and the first such error is raised, so only they are fetched again.
+            nonlocal todo
             paths = [self.path(ranges[i][0]) for i in todo]
             starts = [ranges[i][1] for i in todo]
             ends = [ranges[i][2] for i in todo]
-            try:
-                kwargs: dict[str, Any] = {"on_error": "return"}
-                if getattr(self.fs, "async_impl", False):
-                    kwargs["batch_size"] = self.settings.max_concurrency
-                with self._in_flight:
-                    blobs = self.fs.cat_ranges(paths, starts, ends, **kwargs)
-            except Exception as exc:
-                if attempt >= self.settings.retries or not is_transient(exc):
-                    raise
-                self._backoff(attempt)
-                attempt += 1
-                continue
+            kwargs: dict[str, Any] = {"on_error": "return"}
+            if getattr(self.fs, "async_impl", False):
+                kwargs["batch_size"] = self.settings.max_concurrency
+            with self._in_flight:
+                blobs = self.fs.cat_ranges(paths, starts, ends, **kwargs)
             self.stats.requests += len(todo)
             failed: list[int] = []
+            error: BaseException | None = None
             for i, blob in zip(todo, blobs, strict=True):
                 if isinstance(blob, Exception):
                     if isinstance(blob, FileNotFoundError):
                         continue
-                    if is_transient(blob) and attempt < self.settings.retries:
-                        failed.append(i)
-                        continue
-                    raise blob
+                    if not is_transient(blob):
+                        raise blob
+                    failed.append(i)
+                    error = error or blob
+                    continue
                 self.stats.bytes += len(blob)
                 out[i] = blob
             todo = failed
-            if todo:
-                self._backoff(attempt)
-                attempt += 1
+            if error is not None:
+                raise error
+
+        if todo:
+            self._retrying(fetch_todo)
         return out
 
     @property

@@ -38,6 +38,7 @@ from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.errors import FormatError
 from hcc_shards.geometry import AXES_ZYX, Geometry
 from hcc_shards.labels import LABELS
+from hcc_shards.qc_rules import is_rule_flag, qc_flags
 from hcc_shards.shards.atomic import put_bytes_atomic, put_json_atomic, read_json
 from hcc_shards.shards.foreground import ClassForeground, class_foreground
 from hcc_shards.shards.manifest import ManifestRow
@@ -67,7 +68,6 @@ COMPLETE_MARKER = "_COMPLETE.json"
 """Format version 1's marker inside each case group (read only to name it in messages)."""
 CHECKSUM_PREFIX = f"hcc-shards-case-v{FORMAT_VERSION}\0".encode()
 IMAGE_FILL = -1024
-TUMOR_LIVER_RATIO_FLAG = 1.5
 
 
 def case_path(case_id: str) -> str:
@@ -571,15 +571,9 @@ def _manifest_row(
     src = case.source_geometry or g
     vv = g.voxel_volume_ml
     p = case.provenance
-    flags = set(case.qc_flags)
-    if "tumor" in fg and "liver" in fg:
-        if fg["tumor"].count > TUMOR_LIVER_RATIO_FLAG * fg["liver"].count and fg["liver"].count:
-            flags.add("tumor_gt_1.5x_liver")
-    else:
-        flags.discard("tumor_gt_1.5x_liver")  # one of the two is not annotated: no ratio
-    for name, cf in fg.items():
-        if cf.count == 0:
-            flags.add(f"missing_{name}")
+    # The rules are decided again on the stored labels, whose counts the manifest reports.
+    flags = {f for f in case.qc_flags if not is_rule_flag(f)}
+    flags.update(qc_flags({name: cf.count for name, cf in fg.items()}, annotated=fg.keys()))
     a = case.annotation
     image_id = case.stored_image_id
     kw: dict[str, Any] = {

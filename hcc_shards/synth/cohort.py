@@ -21,6 +21,7 @@ import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
+from hcc_shards.qc_rules import qc_flags
 from hcc_shards.quarantine import Reason
 from hcc_shards.storage import filesystem, join, protocol_of
 from hcc_shards.synth.ct import min_feature_mm, render_series
@@ -34,7 +35,6 @@ from hcc_shards.synth.truth import (
     SeriesTruth,
     count_labels,
     nearest_label_map,
-    qc_flags_for,
     write_truth,
 )
 
@@ -198,7 +198,7 @@ def _truth(
         expected_case=seg is not None and reason is None,
         expected_reason=None if reason is None else str(reason),
         expected_pairing=pairing,
-        expected_qc_flags=qc_flags_for(dict(voxels)),
+        expected_qc_flags=qc_flags(dict(voxels)),
         files=writer.files,
         bytes=writer.bytes,
         seconds=time.perf_counter() - started,

@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 
 from hcc_shards.geometry import Geometry
-from hcc_shards.labels import LABELS, LIVER, TUMOR
+from hcc_shards.labels import LABELS
 from hcc_shards.storage import filesystem
 
 TRUTH_FORMAT_VERSION = 1
-QC_TUMOR_GT_LIVER = "tumor_gt_1.5x_liver"
-"""QC flag expected when tumour voxels exceed 1.5x liver voxels."""
 
 
 @dataclass(frozen=True)
@@ -200,14 +198,6 @@ def count_labels(labels: np.ndarray) -> tuple[tuple[str, int], ...]:
     """(name, voxel count) of every foreground label of a uint8 label map."""
     counts = np.bincount(labels.ravel(), minlength=max(lab.value for lab in LABELS) + 1)
     return tuple((lab.name, int(counts[lab.value])) for lab in LABELS)
-
-
-def qc_flags_for(voxels: dict[str, int]) -> tuple[str, ...]:
-    """The QC flags a build should raise for these counts."""
-    names = {lab.value: lab.name for lab in LABELS}
-    if voxels.get(names[TUMOR], 0) > 1.5 * voxels.get(names[LIVER], 0):
-        return (QC_TUMOR_GT_LIVER,)
-    return ()
 
 
 def nearest_label_map(labels: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:

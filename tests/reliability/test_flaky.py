@@ -14,7 +14,8 @@ from reliability_helpers import assert_same_output, build, read_rows, record_key
 
 from hcc_shards import storage
 from hcc_shards.flaky import FlakyFileSystem, InjectedPermanentError
-from hcc_shards.storage import RetryingFileSystem, call_with_retries
+from hcc_shards.retry import RetryPolicy, call_with_retries
+from hcc_shards.storage import RetryingFileSystem
 
 FAIL_RATE = 0.05
 
@@ -69,7 +70,9 @@ def test_retries_absorb_transient_errors_but_not_permanent_ones() -> None:
     assert call_with_retries(flaky, sleep=lambda s: None) == "ok"
     assert len(calls) == 4
     with pytest.raises(TimeoutError):
-        call_with_retries(lambda: (_ for _ in ()).throw(TimeoutError("t")), attempts=3, sleep=lambda s: None)
+        call_with_retries(
+            lambda: (_ for _ in ()).throw(TimeoutError("t")), RetryPolicy(attempts=3), sleep=lambda s: None
+        )
     denied = []
 
     def missing() -> None:

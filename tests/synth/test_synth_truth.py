@@ -10,9 +10,10 @@ import pytest
 from scipy import ndimage
 
 from hcc_shards.geometry import Geometry
+from hcc_shards.qc_rules import TUMOR_GT_LIVER
 from hcc_shards.quarantine import Reason
 from hcc_shards.synth import CohortTruth, Quirk, load_truth
-from hcc_shards.synth.truth import QC_TUMOR_GT_LIVER, count_labels, nearest_label_map, qc_flags_for
+from hcc_shards.synth.truth import count_labels, nearest_label_map
 
 # Segment number -> label value, and the overlap rule Mass > Portal vein > Abdominal aorta > Liver.
 _PRIORITY = {2: 4, 3: 3, 4: 2, 1: 1}
@@ -106,7 +107,7 @@ def test_expected_outcomes_per_quirk(tcia_cohort):
         assert all(v > 0 for v in counts.values()), (p.patient_id, counts)
         flagged = counts["tumor"] > 1.5 * counts["liver"]
         assert flagged == (p.quirk == Quirk.TUMOUR_GT_LIVER), (p.patient_id, counts)
-        assert p.expected_qc_flags == ((QC_TUMOR_GT_LIVER,) if flagged else ())
+        assert p.expected_qc_flags == ((TUMOR_GT_LIVER,) if flagged else ())
         ct = next(s for s in p.series if s.series_instance_uid == p.ct_series_instance_uid)
         assert p.ct_acquisition_number in ct.acquisition_numbers and ct.geometry == p.ct_geometry
         assert (len(ct.acquisition_numbers) > 1) == (p.quirk == Quirk.STACKED_PHASES)
@@ -141,8 +142,3 @@ def test_nearest_label_map_picks_the_nearest_centre():
             Geometry.from_components(shape=(1, 3, 3), spacing_zyx=(1, 1, 1), origin_lps=(0, 0, 0)),
             dst,
         )
-
-
-def test_qc_flag_rule():
-    assert qc_flags_for({"liver": 100, "tumor": 151}) == (QC_TUMOR_GT_LIVER,)
-    assert qc_flags_for({"liver": 100, "tumor": 150}) == ()
