@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any
@@ -36,6 +36,7 @@ from pydicom.uid import UID
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.index import RAW_PIXEL_SYNTAXES
+from hcc_shards.dicom.limits import MAX_READ_BYTES, check_file_bytes, header_read_limit
 from hcc_shards.dicom.stack import SliceRef
 from hcc_shards.errors import QuarantineError
 from hcc_shards.quarantine import Reason
@@ -57,22 +58,32 @@ memory beside the volume (32 files put the 90-slice case's added memory over 3x 
 _MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
 
-def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> Dataset:
-    """The whole file as a pydicom Dataset (pixel data included); raises QuarantineError."""
-    return _parse(url, _fetch(url, storage_options))
+def read_dataset(
+    url: str, storage_options: dict[str, Any] | None = None, limit: int | None = None
+) -> Dataset:
+    """The whole file as a pydicom Dataset (pixel data included); raises QuarantineError.
+
+    At most ``limit`` bytes are read, and a deflated dataset is inflated only when it stays within
+    them (``too_large`` otherwise, :mod:`hcc_shards.dicom.limits`). Pass ``header_read_limit`` of
+    the file's indexed header; None takes the limit from the file's own header (and reads at most
+    :data:`~hcc_shards.dicom.limits.MAX_READ_BYTES`).
+    """
+    return _parse(url, _fetch(url, storage_options, limit), limit)
 
 
-def _fetch(url: str, storage_options: dict[str, Any] | None) -> bytes:
+def _fetch(url: str, storage_options: dict[str, Any] | None, limit: int | None) -> bytes:
     fs, path = filesystem(url, storage_options)
     try:
-        return fs.cat_file(path)
+        # One byte past the limit tells a file over it from one exactly at it.
+        return fs.cat_file(path, start=0, end=(MAX_READ_BYTES if limit is None else limit) + 1)
     except Exception as exc:
         if not is_storage_error(exc):
             raise
         raise QuarantineError(Reason.STORAGE_ERROR, f"{url}: {type(exc).__name__}: {exc}") from exc
 
 
-def _parse(url: str, data: bytes) -> Dataset:
+def _parse(url: str, data: bytes, limit: int | None) -> Dataset:
+    check_file_bytes(data, url, limit)
     try:
         return pydicom.dcmread(io.BytesIO(data))
     except Exception as exc:
@@ -80,29 +91,39 @@ def _parse(url: str, data: bytes) -> Dataset:
 
 
 def read_datasets(
-    urls: Sequence[str], storage_options: dict[str, Any] | None = None, window: int | None = None
+    urls: Sequence[str],
+    storage_options: dict[str, Any] | None = None,
+    window: int | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> Iterator[tuple[str, Dataset]]:
     """(url, Dataset) in the order of ``urls``; up to ``window`` files are fetched ahead in threads.
 
     ``window`` defaults to :data:`READ_AHEAD`. At most ``window`` files' bytes wait in memory;
     errors are raised for the file they concern, in order, as :func:`read_dataset` raises them.
+    ``limits`` gives a file's read limit by URL (default: from the file's own header).
     """
     window = READ_AHEAD if window is None else window
+    limits = limits or {}
     if window <= 1 or len(urls) <= 1:
         for url in urls:
-            yield url, read_dataset(url, storage_options)
+            yield url, read_dataset(url, storage_options, limits.get(url))
         return
     with ThreadPoolExecutor(max_workers=window) as pool:
         ahead = iter(urls)
-        pending: deque[tuple[str, Future[bytes]]] = deque(
-            (u, pool.submit(_fetch, u, storage_options)) for u in islice(ahead, window)
+
+        def submit(u: str) -> tuple[str, int | None, Future[bytes]]:
+            limit = limits.get(u)
+            return u, limit, pool.submit(_fetch, u, storage_options, limit)
+
+        pending: deque[tuple[str, int | None, Future[bytes]]] = deque(
+            submit(u) for u in islice(ahead, window)
         )
         while pending:
-            url, future = pending.popleft()
+            url, limit, future = pending.popleft()
             nxt = next(ahead, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(_fetch, nxt, storage_options)))
-            yield url, _parse(url, future.result())
+                pending.append(submit(nxt))
+            yield url, _parse(url, future.result(), limit)
 
 
 def transfer_syntax_supported(uid: str) -> bool:
@@ -350,7 +371,8 @@ def decode_ct(
         hu = to_hu(frame, slope, intercept, config.hu_clip)
         for z, _ in wanted[url]:
             out[z] = hu
-    for url, ds in read_datasets(slow, storage_options) if slow else ():
+    limits = {url: header_read_limit(by_url[url]) for url in slow if url in by_url}
+    for url, ds in read_datasets(slow, storage_options, limits=limits) if slow else ():
         items = wanted[url]
         frames = frames_of(ds, url)
         if frames.shape[1:] != (rows, cols):

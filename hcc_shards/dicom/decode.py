@@ -10,6 +10,7 @@ from hcc_shards.annotation import SOURCE_UNKNOWN, annotation_source
 from hcc_shards.case import Annotation, Case, Provenance, make_image_id
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.ct import decode_ct, read_dataset
+from hcc_shards.dicom.limits import header_read_limit
 from hcc_shards.dicom.pairing import Pairing
 from hcc_shards.dicom.seg import labels_on_ct_grid
 from hcc_shards.errors import QuarantineError
@@ -99,7 +100,7 @@ def decode_labels(
     pairing: Pairing, config: BuildConfig = _DEFAULT_CONFIG, storage_options: dict[str, Any] | None = None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """(uint8 label map on ``pairing.geometry``, warnings); reads only the SEG."""
-    seg_ds = read_dataset(pairing.seg.url, storage_options)
+    seg_ds = read_dataset(pairing.seg.url, storage_options, header_read_limit(pairing.seg))
     label, seg_warnings = labels_on_ct_grid(
         seg_ds,
         pairing.seg,

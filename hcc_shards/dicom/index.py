@@ -19,6 +19,13 @@ from pydicom.errors import InvalidDicomError
 from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.frames import UNDEFINED_LENGTH
 from hcc_shards.dicom.header import MEDIA_STORAGE_DIRECTORY_UID, InstanceHeader, header_from_dataset
+from hcc_shards.dicom.limits import (
+    checked_deflated_bytes,
+    deflated_start,
+    describe_header_limit,
+    header_read_limit,
+)
+from hcc_shards.errors import QuarantineError
 from hcc_shards.quarantine import QuarantineRecord, Reason
 from hcc_shards.retry import is_storage_error
 from hcc_shards.storage import filesystem
@@ -137,6 +144,13 @@ def _read_header(
     # pydicom reads a header in many reads of a few bytes; a C-level buffer in front of the range
     # reader serves them without a Python call each (a third of the index time otherwise).
     buffered = io.BufferedReader(raw, buffer_size=READ_BUFFER_BYTES)
+    start = deflated_start(buffered)
+    if start is not None:
+        # pydicom inflates a deflated dataset whole before reading a byte of it: it gets the file
+        # only once the bounded inflate has passed (raises too_large otherwise).
+        data = checked_deflated_bytes(buffered, start, url)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, defer_size=DEFER_SIZE)
+        return ds, size, raw.bytes_fetched, None
     ds = pydicom.dcmread(buffered, stop_before_pixels=True, defer_size=DEFER_SIZE)
     # pydicom takes an io.BufferedReader for a local file and would reopen its ``name`` to read a
     # deferred value (a SEG's large per-frame sequence): a path that exists nowhere for gs:// and
@@ -194,10 +208,13 @@ def index_file(
 
     Never raises for bad input: non-DICOM files, DICOMDIRs, empty and truncated files become
     records. Storage failures (permission, vanished object) become ``storage_error`` records.
-    Pass ``size`` when a listing already gave it.
+    A file larger than its header allows, or whose deflated dataset inflates past that
+    (:mod:`hcc_shards.dicom.limits`), is ``too_large``. Pass ``size`` when a listing already gave it.
     """
     try:
         ds, size, fetched, location = _read_header(url, storage_options, size)
+    except QuarantineError as exc:
+        return _record(Reason(exc.code), url, exc.message)
     except _EmptyFileError:
         return _record(Reason.UNREADABLE, url, "expected a DICOM file, got an empty (0 byte) object")
     except (InvalidDicomError, EOFError) as exc:
@@ -233,6 +250,15 @@ def index_file(
             url,
             f"declares {header.rows}x{header.columns}x{header.number_of_frames} = {declared} voxels, "
             f"more than max_voxels={config.max_voxels}",
+            header,
+        )
+    limit = header_read_limit(header)
+    if size > limit:
+        return _record(
+            Reason.FILE_TOO_LARGE,
+            url,
+            f"the file holds {size} bytes, more than the {limit} its header allows "
+            f"({describe_header_limit(header)})",
             header,
         )
     return header

@@ -29,6 +29,7 @@ from pydicom.uid import MRImageStorage
 
 from hcc_shards.quarantine import Reason
 from hcc_shards.storage import filesystem, join
+from hcc_shards.synth.bomb import deflate_bomb_bytes
 from hcc_shards.synth.cohort import encode_dataset
 from hcc_shards.synth.layout import ct_path, seg_path
 from hcc_shards.synth.plan import PatientPlan, Quirk, SeriesPlan, plan_patient
@@ -112,6 +113,11 @@ class Fault(StrEnum):
     """Every annotated slice has RescaleIntercept 1e6 (every stored value maps above the HU range)."""
     MARKUP_SEGMENT_LABEL = "markup_segment_label"
     """Every segment is relabelled with HTML markup and an unknown code (reaches the card as a message)."""
+    DEFLATE_BOMB = "deflate_bomb"
+    """The scout, stored deflated, holds a private element of 256 MiB zero bytes (a file of 0.3 MB)."""
+    COARSE_SPACING = "coarse_spacing"
+    """Every annotated slice and the SEG have PixelSpacing 400\\400 mm: a few CT voxels, giga-voxels once
+    resampled."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,8 @@ class FaultSpec:
     reason: Reason
     """Quarantine code of the one record the fault causes."""
     stage: str
-    """Stage that records it: index, series, pair or decode."""
+    """Stage that records it: index, series, pair, decode or resample (a build's stage: ``plan``
+    does not resample, it counts such a patient's case)."""
     keeps_case: bool
     """Whether the patient's case is still built (and identical to a clean build's)."""
     on_seg: bool
@@ -158,6 +165,8 @@ FAULTS: dict[Fault, FaultSpec] = {
     Fault.MIXED_FRAME_OF_REFERENCE: FaultSpec(Reason.INCONSISTENT_FRAME_OF_REFERENCE, "series", False, True),
     Fault.HUGE_RESCALE_INTERCEPT: FaultSpec(Reason.RESCALE_OUT_OF_RANGE, "series", False, True),
     Fault.MARKUP_SEGMENT_LABEL: FaultSpec(Reason.NO_KNOWN_SEGMENT, "pair", False, True),
+    Fault.DEFLATE_BOMB: FaultSpec(Reason.FILE_TOO_LARGE, "index", True, False),
+    Fault.COARSE_SPACING: FaultSpec(Reason.RESAMPLED_TOO_LARGE, "resample", False, True),
 }
 """Expected outcome of every fault (docs/RELIABILITY.md lists the same table)."""
 
@@ -171,6 +180,8 @@ HOSTILE_FAULTS: tuple[Fault, ...] = (
     Fault.MIXED_FRAME_OF_REFERENCE,
     Fault.HUGE_RESCALE_INTERCEPT,
     Fault.MARKUP_SEGMENT_LABEL,
+    Fault.DEFLATE_BOMB,
+    Fault.COARSE_SPACING,
 )
 """Header values made by hand to break the geometry and pixel checks (docs/RELIABILITY.md, 'Hostile
 input'); the other faults are the first catalogue, which fits a 24-patient cohort."""
@@ -187,6 +198,8 @@ ELIGIBLE_QUIRKS: frozenset[str] = frozenset(
 UNSUPPORTED_SYNTAX_UID = "1.2.840.10008.1.2.4.100"
 """MPEG2 Main Profile / Main Level: no pydicom pixel decoder handles it."""
 TILT_DEGREES = 15.0
+COARSE_PIXEL_SPACING_MM = 400.0
+"""PixelSpacing of :data:`Fault.COARSE_SPACING`: 64 x 64 pixels resampled to 4 mm are 6400 x 6400."""
 
 PHI_STRINGS: dict[str, str] = {
     "PatientName": "QUILLFEATHER^MARGUERITE^ANNE",
@@ -659,6 +672,26 @@ def _markup_segment_label(p: _Patient) -> InjectedFault:
     return p.done(Fault.MARKUP_SEGMENT_LABEL, [p.seg_rel])
 
 
+def _deflate_bomb(p: _Patient) -> InjectedFault:
+    rel = p.scout()
+    p.pipe(rel, deflate_bomb_bytes(p.read(rel)))
+    # The record cannot name the instance: its header is never read past the limit.
+    return p.done(Fault.DEFLATE_BOMB, [rel], rel)
+
+
+def _coarse_spacing(p: _Patient) -> InjectedFault:
+    spacing = [f"{COARSE_PIXEL_SPACING_MM:g}"] * 2
+    out = _every_annotated(p, Fault.COARSE_SPACING, lambda ds: setattr(ds, "PixelSpacing", spacing))
+    # The SEG keeps to its CT's grid, so that only the resampled size is wrong.
+    seg = p.read(p.seg_rel)
+    groups = [*(seg.get("SharedFunctionalGroupsSequence") or []), *seg.PerFrameFunctionalGroupsSequence]
+    for group in groups:
+        for measures in group.get("PixelMeasuresSequence") or []:
+            measures.PixelSpacing = spacing
+    p.write(p.seg_rel, seg)
+    return replace(out, touched=(*out.touched, p.seg_rel))
+
+
 def _drop_seg_frames(seg: Dataset, sop_uid: str) -> None:
     """Remove the BINARY SEG frames whose source is ``sop_uid`` (pixel data, per-frame items, refs)."""
     items = list(seg.PerFrameFunctionalGroupsSequence)
@@ -713,4 +746,6 @@ _APPLY = {
     Fault.MIXED_FRAME_OF_REFERENCE: _mixed_frame_of_reference,
     Fault.HUGE_RESCALE_INTERCEPT: _huge_rescale_intercept,
     Fault.MARKUP_SEGMENT_LABEL: _markup_segment_label,
+    Fault.DEFLATE_BOMB: _deflate_bomb,
+    Fault.COARSE_SPACING: _coarse_spacing,
 }
