@@ -47,8 +47,18 @@ from hcc_shards.shards.writer import (
     write_label_array,
 )
 
-__all__ = ["PredictionSet", "check_predictions", "prediction_case_id", "write_predictions"]
+__all__ = [
+    "PREDICTION_ENDINGS",
+    "PredictionSet",
+    "check_predictions",
+    "prediction_case_id",
+    "read_prediction_files",
+    "write_predictions",
+]
 
+PREDICTION_ENDINGS = (".npy", ".nii.gz", ".nii")
+"""Files :func:`read_prediction_files` reads: ``<case_id>.npy`` (a (z, y, x) array) or NIfTI in the
+geometry convention of ``hcc-shards export nifti``."""
 SOURCE_REASON = "written back by hcc-shards predictions"
 SEGMENT_ALGORITHM_TYPE = "AUTOMATIC"
 
@@ -107,6 +117,52 @@ def check_predictions(
         out[case_id] = np.ascontiguousarray(array, dtype=np.uint8)
     if problems:
         raise PredictionError(f"{len(problems)} predictions refused, nothing written: " + "; ".join(problems))
+    return out
+
+
+def read_prediction_files(
+    folder: str, dataset: Any, storage_options: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """case id -> array of every ``<case_id>.npy`` / ``.nii.gz`` / ``.nii`` in ``folder`` (fsspec URL).
+
+    A NIfTI file must be on its case's stored grid (:func:`hcc_shards.export.nifti.array_from_nifti`);
+    other files are ignored. PredictionError names every file that cannot be used."""
+    import io
+
+    from hcc_shards.export.nifti import array_from_nifti
+
+    fs, root = storage.filesystem(folder, storage_options)
+    try:
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    except FileNotFoundError:
+        raise PredictionError(f"{folder}: no such folder of predictions") from None
+    known = set(dataset.case_ids)
+    out: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    for file_name in names:
+        ending = next((e for e in PREDICTION_ENDINGS if file_name.endswith(e)), None)
+        if ending is None or file_name.startswith("."):
+            continue
+        case_id = file_name[: -len(ending)]
+        if case_id in out:
+            problems.append(f"case {case_id!r}: two files ({file_name} and another)")
+            continue
+        blob = fs.cat_file(f"{root.rstrip('/')}/{file_name}")
+        try:
+            if ending == ".npy":
+                out[case_id] = np.load(io.BytesIO(blob), allow_pickle=False)
+            elif case_id not in known:
+                problems.append(f"case {case_id!r}: not in the manifest of version {dataset.version}")
+            else:
+                out[case_id] = array_from_nifti(blob, dataset.case(case_id).geometry, name=file_name)
+        except (ValueError, RuntimeError, OSError) as exc:
+            problems.append(f"case {case_id!r}: {exc}")
+    if problems:
+        raise PredictionError(
+            f"{len(problems)} prediction files refused, nothing written: " + "; ".join(problems)
+        )
+    if not out:
+        raise PredictionError(f"{folder}: no <case_id>{'/'.join(PREDICTION_ENDINGS)} file")
     return out
 
 
