@@ -32,6 +32,7 @@ __all__ = [
     "SOURCE_AI",
     "SOURCE_AI_CORRECTED",
     "SOURCE_MANUAL",
+    "SOURCE_PREDICTION",
     "SOURCE_UNKNOWN",
     "SourceDecision",
     "annotation_source",
@@ -43,7 +44,11 @@ SOURCE_AI = "ai"
 SOURCE_AI_CORRECTED = "ai_corrected"
 SOURCE_UNKNOWN = "unknown"
 ANNOTATION_SOURCES: tuple[str, ...] = (SOURCE_MANUAL, SOURCE_AI, SOURCE_AI_CORRECTED, SOURCE_UNKNOWN)
-"""Every value of the ``annotation_source`` column, in display order."""
+"""Every source a SEG can have (the rule's outcomes, what ``--annotation-sources`` selects), in
+display order."""
+SOURCE_PREDICTION = "prediction"
+"""Source of a label image written back from a model (``hcc-shards predictions add``), never of a SEG:
+its rows live in ``predictions/<name>.parquet`` (docs/FORMAT.md, "Predictions")."""
 
 _AI_WORDS = re.compile(
     r"\b(ai|aimi|nn-?u-?net|deep[ -]learning|predict(ion|ed)?|model|algorithm|automatic)\b", re.IGNORECASE

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "info": "Summarise a built dataset: version, counts by split, spacing, sizes, quarantine.",
     "ls": "List the cases of a built dataset as a table (--filter COLUMN=VALUE to select).",
     "show": "Show one case of a built dataset: its manifest row, geometry, labels, QC image.",
+    "predictions": "Write a model's predictions back into a built dataset as label images.",
 }
 
 DESCRIPTION = """\
@@ -32,6 +33,7 @@ examples:
   hcc-shards ls ./hcc --filter split=val          the validation cases
   hcc-shards show ./hcc HCC_001_1a2b3c4d          one case: row, geometry, labels, QC image
   hcc-shards verify ./hcc                         check every stored object
+  hcc-shards predictions add ./hcc m1 --from P/   predictions as label images of source prediction
   hcc-shards demo                                 the whole thing on 8 synthetic patients
 
 'hcc-shards COMMAND --help' describes each command. The reader-only install

@@ -65,3 +65,8 @@ class EmptyBuildError(OperatorError):
     """The build found no case to write; nothing was committed (``--allow-empty`` commits anyway)."""
 
     exit_code = 6
+
+
+class PredictionError(HccShardsError, ValueError):
+    """Predictions that cannot be written back: an unknown case, a wrong shape or label value, a set
+    name already taken. Raised before anything is written."""

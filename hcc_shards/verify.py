@@ -2,8 +2,9 @@
 
 Order of operations of :func:`verify_dataset`: 1. open the dataset as a reader does
 (``LATEST.json``, ``dataset.json``, ``manifest.parquet``); a failure there is a dataset problem.
-2. For each manifest row, in parallel: read ``_COMPLETE.json`` and compare its checksum and row
-with the manifest's; read the group attributes; decode every stored chunk of the image and label
+2. For each manifest row (prediction rows included), in parallel: read its marker (``complete/<image_id>.json``,
+``complete/predictions/<name>.json`` for a prediction, ``_COMPLETE.json`` in format 1) and compare
+its checksum with the manifest's; read the group attributes; decode every stored chunk of the image and label
 arrays and every foreground array (each chunk and shard index carries a crc32c); recompute the
 content checksum of docs/FORMAT.md (``_COMPLETE.json``) from the decoded content and compare it
 with the manifest's. Any difference or error is a problem of that case.
@@ -22,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from hcc_shards.annotation import SOURCE_PREDICTION
 from hcc_shards.config import FORMAT_VERSION
 from hcc_shards.errors import HccShardsError
+from hcc_shards.prediction_names import prediction_marker_path
 
 __all__ = ["CaseProblem", "VerifyReport", "content_checksum", "verify_case", "verify_dataset"]
 
@@ -115,7 +118,13 @@ def _check(case: Any) -> str | None:
     store = case.dataset.store
     expected = case.metadata.get("checksum")
     version = case.dataset.info.format_version
-    where = f"{case.path}/{MARKER}" if version == 1 else f"complete/{case.image_id}.json"
+    if version == 1:
+        where = f"{case.path}/{MARKER}"
+    elif case.annotation_source == SOURCE_PREDICTION:
+        # A prediction row names its set in seg_series_description (docs/FORMAT.md, "Predictions").
+        where = prediction_marker_path(str(case.metadata.get("seg_series_description") or ""))
+    else:
+        where = f"complete/{case.image_id}.json"
     raw = store.read(where)
     if raw is None:
         return f"{where} is missing: the case was never completed"
@@ -141,10 +150,13 @@ def _check(case: Any) -> str | None:
 
 
 def count_problem(ds: Any) -> str:
-    """'' when ``dataset.json``'s counts match the manifest (cases, patients, splits), else the difference."""
+    """'' when ``dataset.json``'s counts match the manifest (cases, patients, splits), else the difference.
+
+    Prediction rows are not counted: they are written after the commit, in their own tables."""
     counts = (ds.info.raw or {}).get("counts") or {}
     table = ds.manifest
     rows = table.to_pylist() if hasattr(table, "to_pylist") else list(table)
+    rows = [r for r in rows if r.get("annotation_source") != SOURCE_PREDICTION]
     got = {
         "cases": len(rows),
         "patients": len({r["patient_id"] for r in rows}),

@@ -101,18 +101,22 @@ def run(args: argparse.Namespace) -> int:
 def _seg(ds: Any, args: argparse.Namespace, options: dict[str, Any] | None) -> int:
     import numpy as np
 
+    from hcc_shards.annotation import SOURCE_PREDICTION
     from hcc_shards.export.seg import export_seg
     from hcc_shards.text import shown
 
     try:
         case = ds.case(args.case_id)
         label = None if args.prediction is None else np.load(args.prediction)
+        # A row written back by `predictions add` is a model's output: its segments are AUTOMATIC.
+        stored_prediction = case.annotation_source == SOURCE_PREDICTION and label is None
+        model = str(case.metadata.get("content_creator") or "prediction") if stored_prediction else None
         uid = export_seg(
             case,
             args.dest,
             options,
             label=label,
-            algorithm=args.algorithm or (args.prediction and "prediction"),
+            algorithm=args.algorithm or (args.prediction and "prediction") or model,
         )
     except (KeyError, ValueError, OSError) as exc:
         print(f"hcc-shards export seg: {shown(str(exc))}", file=sys.stderr)

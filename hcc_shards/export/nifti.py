@@ -40,6 +40,55 @@ def nifti_bytes(array_zyx: np.ndarray, geometry: Geometry) -> bytes:
             return f.read()
 
 
+GEOMETRY_TOLERANCE_MM = 1e-3
+"""Largest difference in origin (mm) and in relative spacing or direction cosine that
+:func:`array_from_nifti` accepts (NIfTI stores its affine in float32)."""
+
+
+def array_from_nifti(blob: bytes, geometry: Geometry, *, name: str = "NIfTI") -> np.ndarray:
+    """The (z, y, x) array of a NIfTI file written in :func:`nifti_bytes`'s convention on ``geometry``.
+
+    ValueError, naming ``name`` and both values, when its grid is not ``geometry`` (shape, spacing,
+    origin or direction): an array on another grid would be read with the wrong voxels.
+    """
+    import SimpleITK as sitk
+
+    ending = NIFTI_ENDING if blob[:2] == b"\x1f\x8b" else ".nii"
+    with tempfile.TemporaryDirectory(prefix="hcc-shards-nifti-") as tmp:
+        path = os.path.join(tmp, f"in{ending}")
+        with open(path, "wb") as f:
+            f.write(blob)
+        img = sitk.ReadImage(path)
+    array = sitk.GetArrayFromImage(img)
+    spacing = tuple(reversed(img.GetSpacing()))
+    direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)[:, ::-1]
+    checks = (
+        ("shape", tuple(array.shape), geometry.shape, lambda a, b: a == b),
+        (
+            "spacing (z, y, x)",
+            spacing,
+            tuple(geometry.spacing),
+            lambda a, b: np.allclose(a, b, rtol=GEOMETRY_TOLERANCE_MM, atol=0),
+        ),
+        (
+            "origin (LPS)",
+            tuple(img.GetOrigin()),
+            tuple(geometry.origin),
+            lambda a, b: np.allclose(a, b, rtol=0, atol=GEOMETRY_TOLERANCE_MM),
+        ),
+        (
+            "direction",
+            direction.round(6).tolist(),
+            np.asarray(geometry.direction).round(6).tolist(),
+            lambda a, b: np.allclose(a, b, rtol=0, atol=GEOMETRY_TOLERANCE_MM),
+        ),
+    )
+    for what, got, expected, same in checks:
+        if not same(got, expected):
+            raise ValueError(f"{name}: {what} {got}, expected the stored grid's {expected}")
+    return array
+
+
 def export_nifti(
     dataset: Dataset,
     dest: str,

@@ -2,8 +2,9 @@
 
 Order of operations of :func:`open_dataset`: 1. resolve the version (``version=``, a version root
 holding ``dataset.json``, or ``LATEST.json``), 2. read and check ``dataset.json``, 3. read and check
-``manifest.parquet``. Nothing else is read until a case is used: a case's ``zarr.json`` files are
-fetched on first access, its chunks only when a region is read.
+``manifest.parquet``, 4. list ``predictions/`` and append the rows of every prediction table (format
+2), 5. join ``clinical.parquet`` when dataset.json names it. Nothing else is read until a case is
+used: a case's ``zarr.json`` files are fetched on first access, its chunks only when a region is read.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hcc_shards.annotation import SOURCE_PREDICTION
 from hcc_shards.config import FORMAT_VERSION
 from hcc_shards.errors import FormatError
 from hcc_shards.geometry import Geometry
 from hcc_shards.labels import LABELS
+from hcc_shards.prediction_names import PREDICTIONS_DIR, name_of_table, prediction_table_path
 from hcc_shards.read.array import FetchedRegions, LazyArray, RegionRequest, ShardIndexCache, fetch_regions
 from hcc_shards.read.chunks import parse_array_meta
 from hcc_shards.read.io import ByteStore, IOSettings
@@ -66,10 +69,14 @@ def open_dataset(
     version: str | None = None,
     *,
     io_settings: IOSettings | None = None,
+    predictions: bool = True,
 ) -> Dataset:
     """Open the dataset at ``url`` (a build output, or one ``versions/<hash>`` folder of it).
 
-    ``version`` picks ``versions/<version>`` instead of following ``LATEST.json``.
+    ``version`` picks ``versions/<version>`` instead of following ``LATEST.json``. The rows of the
+    version's prediction sets (``annotation_source == "prediction"``, docs/FORMAT.md "Predictions")
+    follow the manifest's; ``predictions=False`` leaves them out without listing them, as does
+    ``ds.filter(annotation_source=[...])`` afterwards.
     Raises FormatError when the pointer, ``dataset.json`` or the manifest break docs/FORMAT.md.
     """
     top = ByteStore(url, storage_options, io_settings)
@@ -98,6 +105,8 @@ def open_dataset(
     if raw_manifest is None:
         raise FormatError(f"{root.url('manifest.parquet')}: missing")
     manifest = _parse_manifest(raw_manifest, root.url("manifest.parquet"), info.format_version)
+    if predictions and info.format_version != 1:
+        manifest = with_predictions(root, manifest)
     clinical_path = (
         (info.raw.get("clinical") or {}).get("path") if isinstance(info.raw.get("clinical"), dict) else None
     )
@@ -107,6 +116,47 @@ def open_dataset(
             raise FormatError(f"{root.url(clinical_path)}: missing (dataset.json names it)")
         manifest = with_clinical(manifest, _parse_clinical(raw_clinical, root.url(clinical_path)))
     return Dataset(root, info, manifest)
+
+
+def with_predictions(root: ByteStore, manifest: pa.Table) -> pa.Table:
+    """The manifest followed by the rows of every ``predictions/<name>.parquet`` of the version, by name.
+
+    Each table must hold the manifest's columns and only rows of source ``prediction``; its case ids
+    must be new. A table that is not listed (or not yet written) is not there: its label images are
+    invisible, as a case without a manifest row is."""
+    tables = [manifest]
+    for file_name in root.list_names(PREDICTIONS_DIR):
+        name = name_of_table(file_name)
+        if name is None:
+            continue
+        rel = prediction_table_path(name)
+        raw = root.read(rel)
+        if raw is None:  # removed since it was listed
+            continue
+        where = root.url(rel)
+        table = _parse_manifest(raw, where)
+        missing = [c for c in (*manifest.column_names, "annotation_source") if c not in table.column_names]
+        if missing:
+            raise FormatError(f"{where}: missing the manifest's columns {missing}")
+        sources = set(table.column("annotation_source").to_pylist())
+        if sources - {SOURCE_PREDICTION}:
+            raise FormatError(
+                f"{where}: every row must have annotation_source {SOURCE_PREDICTION!r}, got {sorted(sources)}"
+            )
+        try:
+            tables.append(table.select(manifest.column_names).cast(manifest.schema))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+            raise FormatError(f"{where}: columns do not match the manifest's types ({exc})") from exc
+    if len(tables) == 1:
+        return manifest
+    out = pa.concat_tables(tables)
+    ids = out.column("case_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        dup = sorted({c for c in ids if ids.count(c) > 1})
+        raise FormatError(
+            f"{root.url(PREDICTIONS_DIR)}: case ids also in the manifest or another set: {dup[:5]}"
+        )
+    return out
 
 
 CLINICAL_PREFIX = "clinical."
@@ -355,7 +405,8 @@ class Case:
 
     @property
     def annotation_source(self) -> str:
-        """``manual``, ``ai``, ``ai_corrected`` or ``unknown`` (format 1: ``unknown``)."""
+        """``manual``, ``ai``, ``ai_corrected`` or ``unknown`` (format 1: ``unknown``); ``prediction``
+        for a row of a prediction set (its ``reference_case_id`` is the case it was predicted for)."""
         return str(self.metadata.get("annotation_source") or "unknown")
 
     def _rels(self) -> tuple[list[str], str]:
@@ -532,4 +583,5 @@ __all__ = [
     "DatasetInfo",
     "open_dataset",
     "with_clinical",
+    "with_predictions",
 ]

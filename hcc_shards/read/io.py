@@ -236,6 +236,32 @@ class ByteStore:
         self.stats.bytes += len(data)
         return data
 
+    def list_names(self, rel: str) -> list[str]:
+        """Names of the objects directly under the folder ``rel``, sorted; empty when there is none.
+
+        Asks the store itself (its listing cache is dropped first), so an object put a moment ago
+        by another client is listed."""
+        path = self.path(rel)
+        if self.is_local:
+            try:
+                with os.scandir(path) as entries:
+                    return sorted(e.name for e in entries if e.is_file())
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+
+        def ls() -> list[dict[str, Any]]:
+            self.fs.invalidate_cache(path)
+            try:
+                return list(self.fs.ls(path, detail=True))
+            except FileNotFoundError:
+                return []
+
+        entries = self._retrying(ls)
+        self.stats.requests += 1
+        return sorted(
+            str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file"
+        )
+
     # -- byte ranges -------------------------------------------------------------------------------
 
     def read_ranges(self, requests: Sequence[tuple[str, int, int]]) -> list[memoryview | None]:

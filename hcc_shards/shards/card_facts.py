@@ -67,6 +67,10 @@ def figure_lines() -> list[str]:
         "",
         "![intensity](qc/intensity.png)",
         "",
+        "Tumour volume per annotation (cm3 on the CT grid, log scale) by annotation source, the largest named:",
+        "",
+        "![tumour sizes](qc/tumor_sizes.png)",
+        "",
     ]
 
 

@@ -31,7 +31,7 @@ from hcc_shards.shards.card_annotations import AGREEMENT_PNG, agreement_png
 from hcc_shards.shards.card_clinical import write_survival
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
-from hcc_shards.shards.qc_cohort import cases_png, intensity_png
+from hcc_shards.shards.qc_cohort import cases_png, intensity_png, tumor_sizes_png
 from hcc_shards.shards.research import Research, research_json, write_research
 from hcc_shards.shards.writer import marker_path
 from hcc_shards.text import storable
@@ -155,7 +155,11 @@ def commit_dataset(
         put_bytes_atomic(storage.join(vurl, AGREEMENT_PNG), agreement, storage_options)
     if research is not None:
         write_survival(vurl, research, storage_options)
-    for png, figure in (("cases.png", cases_png), ("intensity.png", intensity_png)):
+    for png, figure in (
+        ("cases.png", cases_png),
+        ("intensity.png", intensity_png),
+        ("tumor_sizes.png", tumor_sizes_png),
+    ):
         put_bytes_atomic(storage.join(vurl, "qc", png), figure(rows), storage_options)
     split_counts = Counter(r.split for r in rows)
     dataset = {

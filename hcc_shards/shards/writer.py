@@ -50,6 +50,8 @@ __all__ = [
     "IMAGES_DIR",
     "case_path",
     "content_checksum",
+    "dice",
+    "hu_stats",
     "image_path",
     "label_path",
     "marker_path",
@@ -57,7 +59,9 @@ __all__ = [
     "read_complete_case",
     "read_complete_image",
     "write_case",
+    "write_foreground",
     "write_image",
+    "write_label_array",
 ]
 
 IMAGES_DIR = "images"
@@ -267,6 +271,12 @@ def _write_annotation(
     attrs["qc_flags"] = list(row.qc_flags)
     group = labels.create_group(case.case_id, attributes={"ome": _ome_label(case), "hcc_shards": attrs})
     _write_volume(group, "0", case.label, 0, config, put_shard)
+    write_foreground(group, fg, config)
+    return row
+
+
+def write_foreground(group: zarr.Group, fg: dict[str, ClassForeground], config: BuildConfig) -> None:
+    """The ``foreground`` group of a label image: one (N, 3) int32 array per label in ``fg``."""
     fg_group = group.create_group("foreground")
     for name, cf in fg.items():
         arr = fg_group.create_array(
@@ -282,7 +292,6 @@ def _write_annotation(
         )
         if cf.locations.size:
             arr[...] = cf.locations
-    return row
 
 
 def _with_agreement(cases: Sequence[Case], rows: list[ManifestRow]) -> list[ManifestRow]:
@@ -302,6 +311,11 @@ def _with_agreement(cases: Sequence[Case], rows: list[ManifestRow]) -> list[Mani
         }
         out.append(replace(row, reference_case_id=ref.case_id, **dice))
     return out
+
+
+def dice(a: np.ndarray, b: np.ndarray, value: int) -> float | None:
+    """Dice of label ``value`` between two label arrays; None when neither holds it."""
+    return _dice(a, b, value)
 
 
 def _dice(a: np.ndarray, b: np.ndarray, value: int) -> float | None:
@@ -399,6 +413,14 @@ def _codecs(config: BuildConfig, itemsize: int) -> list[Any]:
     else:
         comp = ZstdCodec(level=config.compression_level)
     return [comp, Crc32cCodec()]
+
+
+def write_label_array(
+    group: zarr.Group, label: np.ndarray, config: BuildConfig, put: Callable[[str, bytes], None]
+) -> None:
+    """The uint8 label array ``0`` of a label image group, sharded and encoded as the build writes it;
+    ``put(key, blob)`` stores each shard object (key relative to ``group``'s store root)."""
+    _write_volume(group, "0", label, 0, config, put)
 
 
 def _write_volume(
@@ -532,6 +554,11 @@ def _ome_label(case: Case) -> dict[str, Any]:
             "source": {"image": "../../"},
         },
     }
+
+
+def hu_stats(image: np.ndarray, label: np.ndarray) -> tuple[float, float, float]:
+    """The manifest's ``hu_p005``, ``hu_mean`` and ``hu_p995`` of ``label`` over ``image``."""
+    return _hu_stats(image, label)
 
 
 def _hu_stats(image: np.ndarray, label: np.ndarray) -> tuple[float, float, float]:

@@ -163,3 +163,24 @@ def test_open_files_stay_bounded(monkeypatch, mini_root, mini_cases, use_mmap):
             np.testing.assert_array_equal(case.image[...], src.image)
             np.testing.assert_array_equal(case.label[...], src.label)
     assert len(ds.store._maps) <= 2 and len(ds.store._fds) <= 2
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_list_names_sees_objects_put_by_another_client(tmp_path, remote):
+    """Files directly under a folder, sorted; none for a missing folder; a new object at once."""
+    if remote:
+        fs = fsspec.filesystem("memory")
+        root = "memory://list-names-test"
+        fs.pipe({"/list-names-test/p/b.parquet": b"1", "/list-names-test/p/sub/c.json": b"2"})
+    else:
+        root = str(tmp_path)
+        (tmp_path / "p" / "sub").mkdir(parents=True)
+        (tmp_path / "p" / "b.parquet").write_bytes(b"1")
+    store = ByteStore(root)
+    assert store.list_names("p") == ["b.parquet"]
+    assert store.list_names("absent") == []
+    if remote:
+        fsspec.filesystem("memory").pipe_file("/list-names-test/p/a.parquet", b"3")
+    else:
+        (tmp_path / "p" / "a.parquet").write_bytes(b"3")
+    assert store.list_names("p") == ["a.parquet", "b.parquet"]

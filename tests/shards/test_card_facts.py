@@ -112,6 +112,6 @@ def test_outliers_are_named_and_figures_are_written(tmp_path):
     row = write_case(resample_case(raw, CONFIG.target_spacing, CONFIG), vurl, CONFIG, split="train")
     commit_dataset(out, [row], [], CONFIG, {"name": "t"})
     card = Path(f"{vurl}/DATASET.md").read_text(encoding="utf-8")
-    for name in ("cases.png", "intensity.png"):
+    for name in ("cases.png", "intensity.png", "tumor_sizes.png"):
         assert f"(qc/{name})" in card
         assert Image.open(f"{vurl}/qc/{name}").format == "PNG"
