@@ -35,15 +35,15 @@ RATIO_BOUND = 3.0
 
 def probe(root: str, unprotected: bool = False) -> dict:
     """What one fresh process spends on ``root``: index, pair, decode; or pydicom alone on every file."""
+    from hcc_shards.build.listing import list_input
     from hcc_shards.config import BuildConfig
     from hcc_shards.dicom import InstanceHeader, decode_or_record, index_file, pair_patient
     from hcc_shards.dicom.ct import read_dataset
-    from hcc_shards.dicom.plan import list_objects
     from hcc_shards.errors import QuarantineError
     from hcc_shards.quarantine import QuarantineRecord, Reason
 
     start = time.perf_counter()
-    objects = list_objects(root)
+    objects = [(r.url, r.size) for r in list_input(root)]
     if unprotected:
         import pydicom
 
