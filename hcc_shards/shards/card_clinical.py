@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hcc_shards.format import CLINICAL_FILE, DATASET_FILE, SURVIVAL_PNG
 from hcc_shards.shards.manifest import SPLITS
 from hcc_shards.text import md_cell
 
@@ -153,8 +154,8 @@ def _clinical_lines(research: Research) -> list[str]:
         "",
         f"Source sha256 `{c.sha256[:16] or 'n/a'}`, join column `{md_cell(c.key or 'n/a')}`"
         f"{' (IDs mapped to the build pseudonyms)' if c.pseudonymized else ''}: {c.joined} of {c.patients} "
-        f"patients joined, {c.rows} rows. Column names as in the source; safe names in `clinical.parquet`'s "
-        "metadata and `dataset.json`.",
+        f"patients joined, {c.rows} rows. Column names as in the source; safe names in `{CLINICAL_FILE}`'s "
+        f"metadata and `{DATASET_FILE}`.",
         "",
         "| problem | count |",
         "|---|---|",
@@ -221,7 +222,7 @@ def _survival_lines(research: Research) -> list[str]:
             times, events = by_split[split]
             rate = f"{100 * sum(events) / len(events):.0f}%" if events else "n/a"
             lines.append(f"| {time_col} | {split} | {len(times)} | {sum(events)} | {rate} |")
-    lines += ["", "![survival](qc/survival.png)", ""]
+    lines += ["", f"![survival]({SURVIVAL_PNG})", ""]
     return lines
 
 

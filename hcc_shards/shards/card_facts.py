@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from hcc_shards.format import CASES_PNG, DATASET_FILE, INTENSITY_PNG
 from hcc_shards.shards.manifest import ManifestRow
 from hcc_shards.text import md_cell
 
@@ -61,11 +62,11 @@ def figure_lines() -> list[str]:
     return [
         "Per-case spacings and label volumes, outliers named by case id:",
         "",
-        "![cases](qc/cases.png)",
+        f"![cases]({CASES_PNG})",
         "",
         "Per-case foreground HU (mean and 0.5-99.5 % range):",
         "",
-        "![intensity](qc/intensity.png)",
+        f"![intensity]({INTENSITY_PNG})",
         "",
     ]
 
@@ -120,7 +121,7 @@ def extra_sections(
     if intensity:
         lines += [
             "Foreground intensity fingerprint, over the labelled voxels of all cases together "
-            "(nnU-Net's `foreground_intensity_properties_per_channel`, also in dataset.json):",
+            f"(nnU-Net's `foreground_intensity_properties_per_channel`, also in {DATASET_FILE}):",
             "",
             "| mean | std | median | min | max | 0.5th percentile | 99.5th percentile |",
             "|---|---|---|---|---|---|---|",
