@@ -9,10 +9,8 @@ from typing import Any, Literal
 
 from hcc_shards.annotation import ANNOTATION_SOURCES
 from hcc_shards.errors import ConfigError
+from hcc_shards.format import FORMAT_VERSION  # defined there; kept importable from here
 from hcc_shards.labels import AORTA, LIVER, OVERLAP_PRIORITY, PORTAL_VEIN, TUMOR
-
-FORMAT_VERSION = 2
-"""Version of the on-disk contract in docs/FORMAT.md (the one place in code that names it)."""
 
 DEFAULT_SEGMENT_SYNONYMS: tuple[tuple[str, int], ...] = (
     ("liver", LIVER),

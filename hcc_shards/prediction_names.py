@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from hcc_shards.format import COMPLETE_DIR
+
 __all__ = [
     "PREDICTIONS_DIR",
     "PREDICTION_MARKERS_DIR",
@@ -17,7 +19,7 @@ __all__ = [
 
 PREDICTIONS_DIR = "predictions"
 """Folder of the prediction tables under a version root (outside every zarr group)."""
-PREDICTION_MARKERS_DIR = "complete/predictions"
+PREDICTION_MARKERS_DIR = f"{COMPLETE_DIR}/predictions"
 """Folder of the prediction sets' completion markers under a version root."""
 TABLE_ENDING = ".parquet"
 NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -31,6 +31,7 @@ from hcc_shards.annotation import SOURCE_PREDICTION
 from hcc_shards.case import CASE_ID_HASH_CHARS
 from hcc_shards.config import FORMAT_VERSION, BuildConfig
 from hcc_shards.errors import PredictionError
+from hcc_shards.format import LABELS_GROUP, ZARR_JSON, label_path
 from hcc_shards.geometry import Geometry
 from hcc_shards.labels import LABELS
 from hcc_shards.prediction_names import check_prediction_name, prediction_marker_path, prediction_table_path
@@ -42,7 +43,6 @@ from hcc_shards.shards.writer import (
     content_checksum,
     dice,
     hu_stats,
-    label_path,
     write_foreground,
     write_label_array,
 )
@@ -246,8 +246,8 @@ def _write_one(
     """Write the label image of one prediction and return its row."""
     ref = ds.case(reference_id)
     case_id = prediction_case_id(meta["name"], reference_id)
-    image_group = _document(ds, f"{ref.image_path}/zarr.json")
-    ref_group = _document(ds, f"{ref.path}/zarr.json")
+    image_group = _document(ds, f"{ref.image_path}/{ZARR_JSON}")
+    ref_group = _document(ds, f"{ref.path}/{ZARR_JSON}")
     image_attrs = image_group["attributes"]["hcc_shards"]
     ref_attrs = ref_group["attributes"]["hcc_shards"]
     image = np.asarray(ref.image)
@@ -280,7 +280,7 @@ def _write_one(
     )
     write_foreground(group, fg, config)
     storage.put_objects(fs, {f"{path}/{key}": buf.to_bytes() for key, buf in docs.items()})
-    _list_label_image(storage.join(vurl, ref.image_path, "labels", "zarr.json"), case_id, storage_options)
+    _list_label_image(storage.join(vurl, ref.image_path, LABELS_GROUP, ZARR_JSON), case_id, storage_options)
     return row
 
 

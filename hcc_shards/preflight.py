@@ -19,13 +19,14 @@ import fsspec
 
 from hcc_shards import storage
 from hcc_shards.errors import InputMissingError, OutputNotWritableError, UnknownSchemeError
+from hcc_shards.format import LATEST_FILE
 from hcc_shards.text import shown
 
 __all__ = ["DATASET_MARKER", "check_input", "check_output", "check_scheme", "drop_datasets"]
 
 PROBE_PREFIX = ".hcc-shards-probe-"
 """Name prefix of the write probe (deleted right after it is written)."""
-DATASET_MARKER = "LATEST.json"
+DATASET_MARKER = LATEST_FILE
 """A folder holding this file is a built dataset: never listed as input."""
 
 

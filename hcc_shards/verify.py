@@ -24,22 +24,22 @@ from typing import Any
 import numpy as np
 
 from hcc_shards.annotation import SOURCE_PREDICTION
-from hcc_shards.config import FORMAT_VERSION
 from hcc_shards.errors import HccShardsError
+from hcc_shards.format import (
+    DATASET_FILE,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    V1_MARKER_FILE,
+    checksum_prefix,
+    marker_path,
+)
 from hcc_shards.prediction_names import prediction_marker_path
 
 __all__ = ["CaseProblem", "VerifyReport", "content_checksum", "verify_case", "verify_dataset"]
 
 
-def checksum_prefix(format_version: int) -> bytes:
-    """The first bytes hashed into a case checksum of that format version (docs/FORMAT.md)."""
-    return f"hcc-shards-case-v{int(format_version)}\0".encode()
-
-
 LABEL_ORDER = ("liver", "tumor", "portal_vein", "aorta")
 """Foreground arrays in checksum order (docs/FORMAT.md, ``_COMPLETE.json``)."""
-MARKER = "_COMPLETE.json"
-"""Format version 1's marker inside each case group; version 2 has ``complete/<image_id>.json``."""
 
 
 @dataclass(frozen=True)
@@ -118,13 +118,14 @@ def _check(case: Any) -> str | None:
     store = case.dataset.store
     expected = case.metadata.get("checksum")
     version = case.dataset.info.format_version
+    # Version 1's marker lies in the case group the manifest names.
     if version == 1:
-        where = f"{case.path}/{MARKER}"
+        where = f"{case.path}/{V1_MARKER_FILE}"
     elif case.annotation_source == SOURCE_PREDICTION:
         # A prediction row names its set in seg_series_description (docs/FORMAT.md, "Predictions").
         where = prediction_marker_path(str(case.metadata.get("seg_series_description") or ""))
     else:
-        where = f"complete/{case.image_id}.json"
+        where = marker_path(case.image_id)
     raw = store.read(where)
     if raw is None:
         return f"{where} is missing: the case was never completed"
@@ -163,12 +164,12 @@ def count_problem(ds: Any) -> str:
     }
     for key, value in got.items():
         if key in counts and int(counts[key]) != value:
-            return f"dataset.json counts {key}={counts[key]} but manifest.parquet holds {value}"
+            return f"{DATASET_FILE} counts {key}={counts[key]} but {MANIFEST_FILE} holds {value}"
     by_split = counts.get("by_split") or {}
     for split, n in by_split.items():
         have = sum(1 for r in rows if r.get("split") == split)
         if int(n) != have:
-            return f"dataset.json counts {n} cases in split {split!r} but manifest.parquet holds {have}"
+            return f"{DATASET_FILE} counts {n} cases in split {split!r} but {MANIFEST_FILE} holds {have}"
     return ""
 
 

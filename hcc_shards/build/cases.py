@@ -25,12 +25,13 @@ from hcc_shards.dicom.decode import decode_image_group, provenance_of, record_fo
 from hcc_shards.dicom.pairing import Pairing
 from hcc_shards.errors import QuarantineError
 from hcc_shards.features import FeatureRow, case_features, features_table, rows_of_table
+from hcc_shards.format import features_path, image_path, qc_path
 from hcc_shards.quarantine import QuarantineRecord, Reason
 from hcc_shards.resample import check_target_size, resample_cases
 from hcc_shards.shards import ManifestRow, split_for_patient
 from hcc_shards.shards.atomic import put_bytes_atomic
 from hcc_shards.shards.intensity import foreground_histogram
-from hcc_shards.shards.writer import image_path, read_complete_image, stored_histogram, write_image
+from hcc_shards.shards.writer import read_complete_image, stored_histogram, write_image
 from hcc_shards.text import shown
 
 _LOG = logging.getLogger("hcc_shards.build")
@@ -226,7 +227,7 @@ def _same_identity(row: ManifestRow, key: CaseKey, pairing: Pairing) -> bool:
 
 def features_url(vurl: str, case_id: str) -> str:
     """Per-case features, written before the case's marker so a resumed case keeps them."""
-    return storage.join(vurl, "features", f"{case_id}.parquet")
+    return storage.join(vurl, features_path(case_id))
 
 
 def write_case_features(vurl: str, case_id: str, rows: tuple[FeatureRow, ...], plan: BuildPlan) -> None:
@@ -250,7 +251,7 @@ def _written_bytes(vurl: str, image_id: str, case_ids: list[str], storage_option
     fs, path = storage.filesystem(storage.join(vurl, image_path(image_id)), storage_options)
     total = sum(int(info.get("size") or 0) for info in fs.find(path, detail=True).values())
     for case_id in case_ids:
-        fs_qc, qc = storage.filesystem(storage.join(vurl, "qc", f"{case_id}.png"), storage_options)
+        fs_qc, qc = storage.filesystem(storage.join(vurl, qc_path(case_id)), storage_options)
         with contextlib.suppress(FileNotFoundError):
             total += int(fs_qc.size(qc))
     return total

@@ -21,6 +21,7 @@ from hcc_shards.build.plan import BuildPlan
 from hcc_shards.build.target import BuildTarget
 from hcc_shards.features import SETTINGS as FEATURE_SETTINGS
 from hcc_shards.features import FeatureRow, features_table
+from hcc_shards.format import DATASET_FILE, LATEST_FILE, MANIFEST_FILE, QUARANTINE_FILE
 from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards import ManifestRow, commit_dataset, version_url
 from hcc_shards.shards.card_facts import input_source
@@ -223,7 +224,7 @@ def commit_outcomes(outcomes: Iterable[Outcome], plan: BuildPlan) -> Summary:
             summary,
             committed=False,
             refused=f"no case to write ({len(g.records)} quarantined, {g.index.files} files listed); nothing "
-            "was committed and LATEST.json is unchanged (pass --allow-empty to commit an empty version)",
+            f"was committed and {LATEST_FILE} is unchanged (pass --allow-empty to commit an empty version)",
         )
     elif not unchanged:
         commit_dataset(
@@ -263,11 +264,11 @@ def _already_committed(
     """True when ``vurl`` is committed with exactly these rows and records (a rerun changes nothing)."""
     fs, base = storage.filesystem(vurl, storage_options)
     try:
-        if not fs.exists(f"{base}/dataset.json"):
+        if not fs.exists(f"{base}/{DATASET_FILE}"):
             return False
-        with fs.open(f"{base}/manifest.parquet", "rb") as f:
+        with fs.open(f"{base}/{MANIFEST_FILE}", "rb") as f:
             manifest = pq.read_table(f)
-        with fs.open(f"{base}/quarantine.parquet", "rb") as f:
+        with fs.open(f"{base}/{QUARANTINE_FILE}", "rb") as f:
             quarantine = pq.read_table(f)
     except FileNotFoundError:
         return False

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hcc_shards.errors import UnknownFlagError
+from hcc_shards.format import CLINICAL_FILE, FEATURES_FILE, LATEST_FILE
 
 PSEUDONYMIZE_KEY_ENV = "HCC_SHARDS_PSEUDONYMIZE_KEY"
 """Environment variable holding the key for --pseudonymize (keeps the key out of process lists)."""
@@ -159,14 +160,14 @@ FLAGS: tuple[Flag, ...] = (
     ),
     Flag(
         "allow_empty",
-        "Commit (and move LATEST.json to) a version even when the build found no case to write.",
+        f"Commit (and move {LATEST_FILE} to) a version even when the build found no case to write.",
         {"action": "store_true"},
         plan=False,
     ),
     Flag(
         "clinical",
         "Clinical table (CSV, TSV, XLSX or Parquet, any fsspec URL) joined per patient into "
-        "clinical.parquet; problems are reported, never fatal.",
+        f"{CLINICAL_FILE}; problems are reported, never fatal.",
         {"metavar": "FILE"},
         plan=False,
     ),
@@ -193,7 +194,7 @@ FLAGS: tuple[Flag, ...] = (
     ),
     Flag(
         "features",
-        "Compute radiomics features per case and label (features.parquet, docs/FEATURES.md).",
+        f"Compute radiomics features per case and label ({FEATURES_FILE}, docs/FEATURES.md).",
         {"action": "store_true"},
         plan=False,
     ),

@@ -25,6 +25,7 @@ from hcc_shards.build.inputs import (
 )
 from hcc_shards.build.plan import BuildPlan
 from hcc_shards.errors import EmptyBuildError
+from hcc_shards.format import DATASET_FILE
 from hcc_shards.preflight import check_input, check_output, check_scheme
 from hcc_shards.shards import read_latest
 from hcc_shards.shards.atomic import read_json
@@ -149,7 +150,7 @@ def summary_of(plan: BuildPlan) -> Summary:
         except FileNotFoundError:
             pass
     vurl = read_latest(plan.output_url, plan.output_storage_options)
-    data = read_json(storage.join(vurl, "dataset.json"), plan.output_storage_options) if vurl else None
+    data = read_json(storage.join(vurl, DATASET_FILE), plan.output_storage_options) if vurl else None
     if not data or "summary" not in data:
         raise RuntimeError(f"the build finished but left no summary under {plan.output_url}")
     return Summary.from_dict(data["summary"])

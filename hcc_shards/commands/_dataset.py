@@ -9,14 +9,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from hcc_shards.commands import add_storage_options, storage_options_of
+from hcc_shards.format import LATEST_FILE, version_path
+
+OUTPUT_HELP = f"dataset root (or one {version_path('<hash>')} folder)"
+"""Help of the OUTPUT argument of every command that reads a built dataset."""
+
+
+def version_help(verb: str, instead_of: str = LATEST_FILE) -> str:
+    """Help of ``--version``: ``<verb> versions/<VERSION> instead of <instead_of>``."""
+    return f"{verb} {version_path('<VERSION>')} instead of {instead_of}"
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """OUTPUT, ``--version`` and ``--storage-options``: how every inspecting command names a dataset."""
-    parser.add_argument("output", metavar="OUTPUT", help="dataset root (or one versions/<hash> folder)")
-    parser.add_argument(
-        "--version", default=None, help="read versions/<VERSION> instead of the one LATEST.json names"
-    )
+    parser.add_argument("output", metavar="OUTPUT", help=OUTPUT_HELP)
+    parser.add_argument("--version", default=None, help=version_help("read", f"the one {LATEST_FILE} names"))
     add_storage_options(parser)
 
 

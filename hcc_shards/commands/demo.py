@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from hcc_shards.format import CARD_FILE, QC_DIR
+
 DEFAULT_DIR = "demo"
 PATCH_SIZE = (16, 48, 48)
 BATCH_SIZE = 8
@@ -73,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
     print("[4/4] summary", flush=True)
     print(format_summary(summary))
-    qc = os.path.join(summary.version_url, "qc")
+    qc = os.path.join(summary.version_url, QC_DIR)
     pngs = sorted(f for f in os.listdir(qc) if f.endswith(".png")) if os.path.isdir(qc) else []
-    print(f"dataset card      {os.path.join(summary.version_url, 'DATASET.md')}")
+    print(f"dataset card      {os.path.join(summary.version_url, CARD_FILE)}")
     print(
         f"QC images         {qc}/ ({len(pngs)} PNG: {', '.join(pngs[:3])}{', ...' if len(pngs) > 3 else ''})"
     )

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from hcc_shards.commands import add_storage_options, storage_options_of
+from hcc_shards.commands._dataset import OUTPUT_HELP, version_help
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     nifti = sub.add_parser("nifti", help="DEST/images/<case_id>.nii.gz and DEST/labels/<case_id>.nii.gz")
     for p in (nnunet, nifti):
-        p.add_argument("output", metavar="OUTPUT", help="dataset root (or one versions/<hash> folder)")
+        p.add_argument("output", metavar="OUTPUT", help=OUTPUT_HELP)
         p.add_argument("dest", metavar="DEST", help="where to write (fsspec URL)")
-        p.add_argument("--version", default=None, help="export versions/<VERSION> instead of LATEST.json")
+        p.add_argument("--version", default=None, help=version_help("export"))
         p.add_argument(
             "--filter",
             action="append",
@@ -35,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
         add_storage_options(p)
     seg = sub.add_parser("seg", help="one case's labels or a prediction as DICOM SEG over the original CT")
-    seg.add_argument("output", metavar="OUTPUT", help="dataset root (or one versions/<hash> folder)")
+    seg.add_argument("output", metavar="OUTPUT", help=OUTPUT_HELP)
     seg.add_argument("case_id", metavar="CASE_ID")
     seg.add_argument("dest", metavar="DEST", help="the .dcm file to write (fsspec URL)")
-    seg.add_argument("--version", default=None, help="read versions/<VERSION> instead of LATEST.json")
+    seg.add_argument("--version", default=None, help=version_help("read"))
     seg.add_argument(
         "--prediction", default=None, help="a .npy uint8 (z, y, x) label array on the stored grid"
     )

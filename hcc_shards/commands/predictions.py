@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from hcc_shards.commands import add_storage_options, storage_options_of
+from hcc_shards.format import LATEST_FILE, VERSIONS_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--labels", default=None, help="labels the model predicts, comma-separated (default: every label)"
     )
-    add.add_argument("--version", default=None, help="write into versions/<VERSION> instead of LATEST.json's")
+    add.add_argument(
+        "--version", default=None, help=f"write into {VERSIONS_DIR}/<VERSION> instead of {LATEST_FILE}'s"
+    )
     add.add_argument("--replace", action="store_true", help="replace a set of the same name")
     add_storage_options(add)
 

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from hcc_shards.commands._dataset import add_dataset_arguments, fmt_value, fmt_zyx, open_for, table
+from hcc_shards.format import qc_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,7 @@ def resolve_case(ds: Any, wanted: str) -> tuple[str | None, list[str]]:
 
 def qc_image(ds: Any, case_id: str) -> str:
     """Where the case's QC image is, and whether it is there."""
-    rel = f"qc/{case_id}.png"
+    rel = qc_path(case_id)
     try:
         there = ds.store.fs.exists(ds.store.path(rel))
     except OSError:

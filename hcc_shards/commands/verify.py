@@ -11,11 +11,12 @@ import json
 import sys
 
 from hcc_shards.commands import add_storage_options, storage_options_of
+from hcc_shards.commands._dataset import OUTPUT_HELP, version_help
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("output", metavar="OUTPUT", help="dataset root (or one versions/<hash> folder)")
-    parser.add_argument("--version", default=None, help="check versions/<VERSION> instead of LATEST.json")
+    parser.add_argument("output", metavar="OUTPUT", help=OUTPUT_HELP)
+    parser.add_argument("--version", default=None, help=version_help("check"))
     parser.add_argument("--workers", type=int, default=4, help="cases checked in parallel (default 4)")
     parser.add_argument("--json", action="store_true", help="print one JSON report instead of text lines")
     add_storage_options(parser)

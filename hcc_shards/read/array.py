@@ -14,8 +14,9 @@ import crc32c as _crc32c
 import numpy as np
 
 from hcc_shards.errors import CorruptChunkError
-from hcc_shards.read.chunks import EMPTY, ArrayMeta, blosc_module, decode_chunk, parse_shard_index, scratch
+from hcc_shards.read.chunks import ArrayMeta, blosc_module, decode_chunk, parse_shard_index, scratch
 from hcc_shards.read.io import ByteStore
+from hcc_shards.shard_index import ShardIndex
 
 _MISSING = object()
 
@@ -207,11 +208,11 @@ def _plan_shard(
     shard: tuple[int, ...],
     axes: list[list[tuple[int, int, int, slice, slice]]],
     strides: list[int],
-    table: ShardTable | None,
+    index: ShardIndex | None,
 ) -> None:
     """Append the reads of the chunks of one shard: every per-chunk lookup done at once in numpy."""
     dsts = list(itertools.product(*[[p[4] for p in parts] for parts in axes]))
-    if table is None:
+    if index is None:
         reads.extend((r, dst) for dst in dsts)
         return
     # Flat inner-chunk index of every combination, in itertools.product order (C order).
@@ -219,25 +220,12 @@ def _plan_shard(
     for parts, st in zip(axes, strides, strict=True):
         flat = np.add.outer(flat, np.array([p[2] * st for p in parts], dtype=np.intp))
     flat = flat.ravel()
-    offsets = table.offsets[flat].tolist()
-    ends = table.ends[flat].tolist()
-    present = table.present[flat].tolist()
+    starts, ends, present = index.byte_ranges(flat)
     chunks = itertools.product(*[[p[0] for p in parts] for parts in axes])
     srcs = itertools.product(*[[p[3] for p in parts] for parts in axes])
     obj = arr.object_rel(shard)
-    for chunk, src, dst, s, e, ok in zip(chunks, srcs, dsts, offsets, ends, present, strict=True):
+    for chunk, src, dst, s, e, ok in zip(chunks, srcs, dsts, starts, ends, present, strict=True):
         reads.append(ChunkRead(r, chunk, src, dst, obj, s, e) if ok else (r, dst))
-
-
-class ShardTable(NamedTuple):
-    """A parsed shard index: per inner chunk (C order) its byte range, and whether it is stored."""
-
-    offsets: np.ndarray
-    """int64 first byte."""
-    ends: np.ndarray
-    """int64 one past the last byte."""
-    present: np.ndarray
-    """bool: the shard stores the chunk (else it is fill)."""
 
 
 def _allocate(req: RegionRequest, *, has_fill: bool = False) -> tuple[np.ndarray, bool]:
@@ -390,8 +378,8 @@ def _reread(arr: LazyArray, rd: ChunkRead, exc: CorruptChunkError) -> np.ndarray
 
 def _load_indexes(
     requests: Sequence[RegionRequest], axes_of: list[list[list[tuple[int, int, int, slice, slice]]]]
-) -> dict[tuple[str, tuple[int, ...]], ShardTable | None]:
-    """Flat (offset, nbytes) tables of every shard the regions touch, fetching the missing ones together."""
+) -> dict[tuple[str, tuple[int, ...]], ShardIndex | None]:
+    """The indexes of every shard the regions touch (None: no such object), fetching the missing ones together."""
     found: dict[tuple[str, tuple[int, ...]], Any] = {}
     needed: dict[tuple[str, tuple[int, ...]], LazyArray] = {}
     for req, axes in zip(requests, axes_of, strict=True):
@@ -425,17 +413,14 @@ def _load_indexes(
         jobs.append((key, arr, obj, size - n, size))
     got = requests[0].array.store.read_ranges([(obj, s, e) for _, _, obj, s, e in jobs])
     for (key, arr, obj, s, e), blob in zip(jobs, got, strict=True):
-        table = None
+        index = None
         if blob is not None:
             what = f"{arr.name}: {arr.store.url(obj)} bytes {s}-{e}"
             if len(blob) != e - s:
                 raise CorruptChunkError(f"{what}: shard is {len(blob)} bytes, shorter than its index")
-            parsed = parse_shard_index(arr.meta, blob, what=what).reshape(-1, 2)
-            empty = (parsed[:, 0] == EMPTY) & (parsed[:, 1] == EMPTY)
-            offsets = np.where(empty, 0, parsed[:, 0]).astype(np.int64)
-            table = ShardTable(offsets, offsets + np.where(empty, 0, parsed[:, 1]).astype(np.int64), ~empty)
-        arr._index_cache.put(key, table)
-        found[key] = table
+            index = parse_shard_index(arr.meta, blob, what=what)
+        arr._index_cache.put(key, index)
+        found[key] = index
     return found
 
 

@@ -15,16 +15,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import crc32c as _crc32c
 import numpy as np
 import zstandard
 
 from hcc_shards.errors import CorruptChunkError, FormatError
+from hcc_shards.shard_index import ShardIndex, check_crc
 
-EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
-"""Offset and length of an inner chunk that a shard does not store (it is all fill value)."""
-
-_CRC_BYTES = 4
 _COMPRESSORS = ("zstd", "blosc")
 _local = threading.local()
 
@@ -66,7 +62,7 @@ class ArrayMeta:
     @cached_property
     def index_nbytes(self) -> int:
         """Size of a shard index in bytes (16 per inner chunk, plus the checksum)."""
-        return 16 * int(np.prod(self.chunks_per_shard)) + (_CRC_BYTES if self.index_crc else 0)
+        return ShardIndex.nbytes(int(np.prod(self.chunks_per_shard)), crc=self.index_crc)
 
     @cached_property
     def chunk_nbytes(self) -> int:
@@ -194,17 +190,6 @@ def _fill(value: Any, dtype: np.dtype, where: str) -> int | float:
 # -- decoding ------------------------------------------------------------------------------
 
 
-def _check_crc(buf: memoryview, what: str) -> memoryview:
-    if len(buf) < _CRC_BYTES:
-        raise CorruptChunkError(f"{what}{len(buf)} bytes is too short to hold a crc32c")
-    body = buf[:-_CRC_BYTES]
-    stored = int.from_bytes(buf[-_CRC_BYTES:], "little")
-    actual = _crc32c.crc32c(body)
-    if stored != actual:
-        raise CorruptChunkError(f"{what}crc32c mismatch (stored {stored:#010x}, computed {actual:#010x})")
-    return body
-
-
 def _zstd() -> zstandard.ZstdDecompressor:
     # ZstdDecompressor objects are not thread-safe: keep one per thread.
     dctx = getattr(_local, "zstd", None)
@@ -262,7 +247,7 @@ def decode_chunk(
     what = f"{what}: " if what else ""
     buf = memoryview(data)
     if meta.chunk_crc:
-        buf = _check_crc(buf, what)
+        buf = check_crc(buf, what)
     expected = meta.chunk_nbytes
     try:
         if meta.compressor == "zstd":
@@ -279,11 +264,6 @@ def decode_chunk(
     return np.frombuffer(raw, dtype=meta.dtype).reshape(meta.chunk_shape)
 
 
-def parse_shard_index(meta: ArrayMeta, data: bytes | memoryview, *, what: str) -> np.ndarray:
-    """The (offset, nbytes) uint64 table of a shard, shape ``chunks_per_shard + (2,)``."""
-    buf = memoryview(data)
-    if len(buf) != meta.index_nbytes:
-        raise CorruptChunkError(f"{what}: shard index has {len(buf)} bytes, expected {meta.index_nbytes}")
-    if meta.index_crc:
-        buf = _check_crc(buf, f"{what} shard index: ")
-    return np.frombuffer(buf, dtype="<u8").reshape((*meta.chunks_per_shard, 2))
+def parse_shard_index(meta: ArrayMeta, data: bytes | memoryview, *, what: str) -> ShardIndex:
+    """The index of one shard of the array ``meta`` (CorruptChunkError when its size or crc32c is wrong)."""
+    return ShardIndex.from_bytes(data, int(np.prod(meta.chunks_per_shard)), crc=meta.index_crc, what=what)

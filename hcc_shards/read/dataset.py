@@ -23,8 +23,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hcc_shards.annotation import SOURCE_PREDICTION
-from hcc_shards.config import FORMAT_VERSION
 from hcc_shards.errors import FormatError
+from hcc_shards.format import (
+    ARRAY,
+    ATTRIBUTES,
+    DATASET_FILE,
+    FORMAT_VERSION,
+    LATEST_FILE,
+    MANIFEST_FILE,
+    READABLE_VERSIONS,
+    V1_LABEL_ARRAY,
+    foreground_path,
+    metadata_path,
+    version_path,
+)
 from hcc_shards.geometry import Geometry
 from hcc_shards.labels import LABELS
 from hcc_shards.prediction_names import PREDICTIONS_DIR, name_of_table, prediction_table_path
@@ -32,17 +44,12 @@ from hcc_shards.read.array import FetchedRegions, LazyArray, RegionRequest, Shar
 from hcc_shards.read.chunks import parse_array_meta
 from hcc_shards.read.io import ByteStore, IOSettings
 
-READABLE_VERSIONS: tuple[int, ...] = (1, FORMAT_VERSION)
-"""docs/FORMAT.md versions this reader reads: 1 (one group per case) and the current one (one image
-group per CT image, one label image per annotation under its ``labels/``)."""
 IMAGE_PAD = -1024
 """Value of image voxels outside the volume (air, in HU)."""
 LABEL_PAD = 0
 """Value of label voxels outside the volume (background)."""
 
 _REQUIRED_COLUMNS = ("case_id", "path", "shape_zyx", "split")
-_IMAGE = "0"
-_LABEL_V1 = "labels/segmentation/0"
 
 
 @dataclass(frozen=True)
@@ -81,30 +88,30 @@ def open_dataset(
     """
     top = ByteStore(url, storage_options, io_settings)
     if version is not None:
-        root = top.with_root(f"versions/{version}")
-    elif top.read("dataset.json") is not None:
+        root = top.with_root(version_path(version))
+    elif top.read(DATASET_FILE) is not None:
         root = top
     else:
-        raw = top.read("LATEST.json")
+        raw = top.read(LATEST_FILE)
         if raw is None:
             raise FormatError(
-                f"{top.url('')}: neither LATEST.json nor dataset.json found; "
+                f"{top.url('')}: neither {LATEST_FILE} nor {DATASET_FILE} found; "
                 "is this a hcc-shards build output?"
             )
-        latest = _json(raw, top.url("LATEST.json"))
-        _check_version(latest, top.url("LATEST.json"))
+        latest = _json(raw, top.url(LATEST_FILE))
+        _check_version(latest, top.url(LATEST_FILE))
         path = latest.get("path")
         if not isinstance(path, str) or not path:
-            raise FormatError(f"{top.url('LATEST.json')}: expected a non-empty 'path' string, got {path!r}")
+            raise FormatError(f"{top.url(LATEST_FILE)}: expected a non-empty 'path' string, got {path!r}")
         root = top.with_root(path)
-    raw_ds = root.read("dataset.json")
+    raw_ds = root.read(DATASET_FILE)
     if raw_ds is None:
-        raise FormatError(f"{root.url('dataset.json')}: missing; the version is not committed")
-    info = _parse_dataset_json(_json(raw_ds, root.url("dataset.json")), root.url("dataset.json"))
-    raw_manifest = root.read("manifest.parquet")
+        raise FormatError(f"{root.url(DATASET_FILE)}: missing; the version is not committed")
+    info = _parse_dataset_json(_json(raw_ds, root.url(DATASET_FILE)), root.url(DATASET_FILE))
+    raw_manifest = root.read(MANIFEST_FILE)
     if raw_manifest is None:
-        raise FormatError(f"{root.url('manifest.parquet')}: missing")
-    manifest = _parse_manifest(raw_manifest, root.url("manifest.parquet"), info.format_version)
+        raise FormatError(f"{root.url(MANIFEST_FILE)}: missing")
+    manifest = _parse_manifest(raw_manifest, root.url(MANIFEST_FILE), info.format_version)
     if predictions and info.format_version != 1:
         manifest = with_predictions(root, manifest)
     clinical_path = (
@@ -113,7 +120,7 @@ def open_dataset(
     if isinstance(clinical_path, str) and clinical_path:
         raw_clinical = root.read(clinical_path)
         if raw_clinical is None:
-            raise FormatError(f"{root.url(clinical_path)}: missing (dataset.json names it)")
+            raise FormatError(f"{root.url(clinical_path)}: missing ({DATASET_FILE} names it)")
         manifest = with_clinical(manifest, _parse_clinical(raw_clinical, root.url(clinical_path)))
     return Dataset(root, info, manifest)
 
@@ -413,15 +420,15 @@ class Case:
         """(zarr.json documents: group(s), image array, label array; label array folder)."""
         if self.dataset.info.format_version == 1:
             return [
-                f"{self.path}/zarr.json",
-                f"{self.path}/{_IMAGE}/zarr.json",
-                f"{self.path}/{_LABEL_V1}/zarr.json",
+                metadata_path(self.path),
+                metadata_path(f"{self.path}/{ARRAY}"),
+                metadata_path(f"{self.path}/{V1_LABEL_ARRAY}"),
             ], ""
         return [
-            f"{self.image_path}/zarr.json",
-            f"{self.image_path}/{_IMAGE}/zarr.json",
-            f"{self.path}/{_IMAGE}/zarr.json",
-        ], f"{self.path}/zarr.json"
+            metadata_path(self.image_path),
+            metadata_path(f"{self.image_path}/{ARRAY}"),
+            metadata_path(f"{self.path}/{ARRAY}"),
+        ], metadata_path(self.path)
 
     def _open(self) -> tuple[dict[str, Any], LazyArray, LazyArray]:
         if self._opened is not None:
@@ -436,17 +443,17 @@ class Case:
                     if raw is None:
                         raise FormatError(f"case {self.case_id!r}: {store.url(rel)} is missing")
                     docs.append(_json(raw, store.url(rel)))
-                attrs = (docs[0].get("attributes") or {}).get("hcc_shards")
+                attrs = (docs[0].get("attributes") or {}).get(ATTRIBUTES)
                 if not isinstance(attrs, dict):
                     raise FormatError(
-                        f"case {self.case_id!r}: {store.url(rels[0])} has no 'hcc_shards' attributes"
+                        f"case {self.case_id!r}: {store.url(rels[0])} has no {ATTRIBUTES!r} attributes"
                     )
                 _check_version(attrs, store.url(rels[0]))
                 if label_group:
-                    label_attrs = (docs[3].get("attributes") or {}).get("hcc_shards")
+                    label_attrs = (docs[3].get("attributes") or {}).get(ATTRIBUTES)
                     if not isinstance(label_attrs, dict):
                         raise FormatError(
-                            f"case {self.case_id!r}: {store.url(label_group)} has no 'hcc_shards' attributes"
+                            f"case {self.case_id!r}: {store.url(label_group)} has no {ATTRIBUTES!r} attributes"
                         )
                     # One dict: the image's attributes, updated with the annotation's (docs/FORMAT.md).
                     attrs = {**attrs, **label_attrs}
@@ -521,12 +528,12 @@ class Case:
         if name not in dict((n, v) for v, n in self.dataset.info.labels):
             raise KeyError(f"no label {name!r}; labels are {[n for _, n in self.dataset.info.labels]}")
         store = self.dataset.store
-        rel = f"{self.path}/foreground/{name}"
-        raw = store.read(f"{rel}/zarr.json")
+        rel = foreground_path(self.path, name)
+        raw = store.read(metadata_path(rel))
         if raw is None:
             locations = np.zeros((0, 3), dtype=np.int32)
         else:
-            meta = parse_array_meta(_json(raw, store.url(f"{rel}/zarr.json")), where=store.url(rel))
+            meta = parse_array_meta(_json(raw, store.url(metadata_path(rel))), where=store.url(rel))
             if len(meta.shape) != 2 or meta.shape[1] != 3:
                 raise FormatError(f"{store.url(rel)}: expected shape (N, 3), got {meta.shape}")
             arr = LazyArray(
@@ -578,6 +585,7 @@ __all__ = [
     "FORMAT_VERSION",
     "IMAGE_PAD",
     "LABEL_PAD",
+    "READABLE_VERSIONS",
     "Case",
     "Dataset",
     "DatasetInfo",

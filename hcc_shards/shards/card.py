@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from hcc_shards.config import FORMAT_VERSION, BuildConfig
+from hcc_shards.config import BuildConfig
+from hcc_shards.format import COHORT_PNG, FORMAT_VERSION, MANIFEST_FILE, QUARANTINE_FILE, qc_path
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards import card_facts
@@ -78,7 +79,7 @@ def dataset_card(
         "",
         f"Built {created} by hcc-shards {builder_version}; format version {FORMAT_VERSION}, "
         f"configuration `{config.config_hash()}`. Every table below is computed from this build's "
-        "`manifest.parquet` and `quarantine.parquet`.",
+        f"`{MANIFEST_FILE}` and `{QUARANTINE_FILE}`.",
         "",
         "## Dataset Meta Information",
         "",
@@ -164,7 +165,7 @@ def dataset_card(
         "",
         f"Label colours: {colours}. CT window W400/L40.",
         "",
-        "![cohort](qc/cohort.png)",
+        f"![cohort]({COHORT_PNG})",
         "",
         *card_facts.figure_lines(),
     ]
@@ -175,7 +176,7 @@ def dataset_card(
         lines.append("")
     lines += ["| case | patient | split | QC image |", "|---|---|---|---|"]
     lines += [
-        f"| {r.case_id} | {md_cell(r.patient_id)} | {r.split} | [png](qc/{r.case_id}.png) |" for r in rows
+        f"| {r.case_id} | {md_cell(r.patient_id)} | {r.split} | [png]({qc_path(r.case_id)}) |" for r in rows
     ]
     if quarantine:
         lines += [

@@ -17,14 +17,12 @@ from typing import Any
 import numpy as np
 
 from hcc_shards.annotation import ANNOTATION_SOURCES, SOURCE_MANUAL
+from hcc_shards.format import AGREEMENT_PNG
 from hcc_shards.labels import LABELS
 from hcc_shards.shards.label_stats import label_table
 from hcc_shards.shards.manifest import ManifestRow
 
-__all__ = ["AGREEMENT_PNG", "agreement_png", "agreement_table", "annotation_lines"]
-
-AGREEMENT_PNG = "qc/agreement.png"
-"""Where the agreement plot is written, relative to the version root."""
+__all__ = ["agreement_png", "agreement_table", "annotation_lines"]
 
 
 def _label_table(rows: Sequence[ManifestRow]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hcc_shards import storage
+from hcc_shards.format import CLINICAL_FILE, DATASET_FILE, SURVIVAL_PNG
 from hcc_shards.shards.atomic import put_bytes_atomic
 from hcc_shards.shards.manifest import SPLITS
 from hcc_shards.text import md_cell
@@ -155,8 +156,8 @@ def _clinical_lines(research: Research) -> list[str]:
         "",
         f"Source sha256 `{c.sha256[:16] or 'n/a'}`, join column `{md_cell(c.key or 'n/a')}`"
         f"{' (IDs mapped to the build pseudonyms)' if c.pseudonymized else ''}: {c.joined} of {c.patients} "
-        f"patients joined, {c.rows} rows. Column names as in the source; safe names in `clinical.parquet`'s "
-        "metadata and `dataset.json`.",
+        f"patients joined, {c.rows} rows. Column names as in the source; safe names in `{CLINICAL_FILE}`'s "
+        f"metadata and `{DATASET_FILE}`.",
         "",
         "| problem | count |",
         "|---|---|",
@@ -223,7 +224,7 @@ def _survival_lines(research: Research) -> list[str]:
             times, events = by_split[split]
             rate = f"{100 * sum(events) / len(events):.0f}%" if events else "n/a"
             lines.append(f"| {time_col} | {split} | {len(times)} | {sum(events)} | {rate} |")
-    lines += ["", "![survival](qc/survival.png)", ""]
+    lines += ["", f"![survival]({SURVIVAL_PNG})", ""]
     return lines
 
 
@@ -247,8 +248,6 @@ def _feature_lines(research: Research) -> list[str]:
 
 def write_survival(vurl: str, research: Research, storage_options: dict[str, Any] | None = None) -> None:
     """qc/survival.png when the clinical table has a survival endpoint."""
-    from hcc_shards.shards.research import SURVIVAL_PNG
-
     png = survival_png(research)
     if png is not None:
         put_bytes_atomic(storage.join(vurl, SURVIVAL_PNG), png, storage_options)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from hcc_shards.format import CASES_PNG, DATASET_FILE, INTENSITY_PNG, TUMOR_SIZES_PNG
 from hcc_shards.shards.manifest import ManifestRow
 from hcc_shards.text import md_cell
 
@@ -61,15 +62,15 @@ def figure_lines() -> list[str]:
     return [
         "Per-case spacings and label volumes, outliers named by case id:",
         "",
-        "![cases](qc/cases.png)",
+        f"![cases]({CASES_PNG})",
         "",
         "Per-case foreground HU (mean and 0.5-99.5 % range):",
         "",
-        "![intensity](qc/intensity.png)",
+        f"![intensity]({INTENSITY_PNG})",
         "",
         "Tumour volume per annotation (cm3 on the CT grid, log scale) by annotation source, the largest named:",
         "",
-        "![tumour sizes](qc/tumor_sizes.png)",
+        f"![tumour sizes]({TUMOR_SIZES_PNG})",
         "",
     ]
 
@@ -124,7 +125,7 @@ def extra_sections(
     if intensity:
         lines += [
             "Foreground intensity fingerprint, over the labelled voxels of all cases together "
-            "(nnU-Net's `foreground_intensity_properties_per_channel`, also in dataset.json):",
+            f"(nnU-Net's `foreground_intensity_properties_per_channel`, also in {DATASET_FILE}):",
             "",
             "| mean | std | median | min | max | 0.5th percentile | 99.5th percentile |",
             "|---|---|---|---|---|---|---|",

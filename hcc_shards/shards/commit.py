@@ -21,19 +21,36 @@ import pyarrow as pa
 
 import hcc_shards
 from hcc_shards import storage
-from hcc_shards.config import FORMAT_VERSION, BuildConfig
+from hcc_shards.config import BuildConfig
 from hcc_shards.errors import FormatError
+from hcc_shards.format import (
+    AGREEMENT_PNG,
+    CARD_FILE,
+    CASES_PNG,
+    COHORT_PNG,
+    DATASET_FILE,
+    FORMAT_VERSION,
+    INTENSITY_PNG,
+    LATEST_FILE,
+    MANIFEST_FILE,
+    QUARANTINE_FILE,
+    TUMOR_SIZES_PNG,
+    ZARR_JSON,
+    latest_pointer,
+    marker_path,
+    metadata_path,
+    version_path,
+)
 from hcc_shards.labels import LABELS
 from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards.atomic import exists, put_bytes_atomic, put_json_atomic, read_json
 from hcc_shards.shards.card import dataset_card
-from hcc_shards.shards.card_annotations import AGREEMENT_PNG, agreement_png
+from hcc_shards.shards.card_annotations import agreement_png
 from hcc_shards.shards.card_clinical import write_survival
 from hcc_shards.shards.manifest import SPLITS, ManifestRow, rows_to_table, write_parquet
 from hcc_shards.shards.qc import cohort_png
 from hcc_shards.shards.qc_cohort import cases_png, intensity_png, tumor_sizes_png
 from hcc_shards.shards.research import Research, research_json, write_research
-from hcc_shards.shards.writer import marker_path
 from hcc_shards.text import storable
 
 INPUT_COUNTS = ("patients", "patients_without_seg", "ct_series", "ct_series_unused")
@@ -59,17 +76,17 @@ QUARANTINE_SCHEMA = pa.schema(
 
 def version_url(output_url: str, config: BuildConfig) -> str:
     """``OUTPUT/versions/<config_hash>``: one directory per build configuration."""
-    return storage.join(output_url, "versions", config.config_hash())
+    return storage.join(output_url, version_path(config.config_hash()))
 
 
 def read_latest(output_url: str, storage_options: dict[str, Any] | None = None) -> str | None:
     """URL of the version LATEST.json points at, or None before the first commit."""
-    latest = read_json(storage.join(output_url, "LATEST.json"), storage_options)
+    latest = read_json(storage.join(output_url, LATEST_FILE), storage_options)
     if latest is None:
         return None
     if latest.get("format_version") != FORMAT_VERSION:
         raise FormatError(
-            f"LATEST.json format_version {latest.get('format_version')}, expected {FORMAT_VERSION}"
+            f"{LATEST_FILE} format_version {latest.get('format_version')}, expected {FORMAT_VERSION}"
         )
     return storage.join(output_url, latest["path"])
 
@@ -112,7 +129,7 @@ def commit_dataset(
     if incomplete:
         raise FormatError(
             f"{len(incomplete)} manifest rows point at cases without a completion marker "
-            f"(complete/<image_id>.json) under {vurl}: {incomplete[:5]}; write the cases "
+            f"({marker_path('<image_id>')}) under {vurl}: {incomplete[:5]}; write the cases "
             "(hcc_shards.shards.write_image) before committing"
         )
     _check_rows_match_cases(vurl, rows, storage_options)
@@ -127,8 +144,8 @@ def commit_dataset(
     )
     name = str(summary.get("name", "hcc-shards dataset"))
 
-    write_parquet(rows_to_table(rows), storage.join(vurl, "manifest.parquet"), storage_options)
-    write_parquet(quarantine_table(quarantine), storage.join(vurl, "quarantine.parquet"), storage_options)
+    write_parquet(rows_to_table(rows), storage.join(vurl, MANIFEST_FILE), storage_options)
+    write_parquet(quarantine_table(quarantine), storage.join(vurl, QUARANTINE_FILE), storage_options)
     if research is not None:
         write_research(vurl, research, storage_options)
     card = dataset_card(
@@ -144,23 +161,23 @@ def commit_dataset(
         intensity=intensity,
         input_counts={k: int(summary.get(k) or 0) for k in INPUT_COUNTS},
     )
-    put_bytes_atomic(storage.join(vurl, "DATASET.md"), card.encode(), storage_options)
+    put_bytes_atomic(storage.join(vurl, CARD_FILE), card.encode(), storage_options)
     png = cohort_png(
         [r.source_spacing_zyx for r in rows],
         [r.spacing_zyx for r in rows],
         {lab.name: [v for r in rows if (v := r.volume_ml(lab.name)) is not None] for lab in LABELS},
     )
-    put_bytes_atomic(storage.join(vurl, "qc", "cohort.png"), png, storage_options)
+    put_bytes_atomic(storage.join(vurl, COHORT_PNG), png, storage_options)
     if (agreement := agreement_png(rows)) is not None:
         put_bytes_atomic(storage.join(vurl, AGREEMENT_PNG), agreement, storage_options)
     if research is not None:
         write_survival(vurl, research, storage_options)
     for png, figure in (
-        ("cases.png", cases_png),
-        ("intensity.png", intensity_png),
-        ("tumor_sizes.png", tumor_sizes_png),
+        (CASES_PNG, cases_png),
+        (INTENSITY_PNG, intensity_png),
+        (TUMOR_SIZES_PNG, tumor_sizes_png),
     ):
-        put_bytes_atomic(storage.join(vurl, "qc", png), figure(rows), storage_options)
+        put_bytes_atomic(storage.join(vurl, png), figure(rows), storage_options)
     split_counts = Counter(r.split for r in rows)
     dataset = {
         "format_version": FORMAT_VERSION,
@@ -189,13 +206,10 @@ def commit_dataset(
         dataset["source"] = source
     if intensity is not None:
         dataset["foreground_intensity_properties_per_channel"] = {"0": intensity}
-    put_json_atomic(storage.join(vurl, "dataset.json"), dataset, storage_options)
-    latest = {
-        "format_version": FORMAT_VERSION,
-        "version": config.config_hash(),
-        "path": f"versions/{config.config_hash()}",
-    }
-    put_json_atomic(storage.join(output_url, "LATEST.json"), latest, storage_options)
+    put_json_atomic(storage.join(vurl, DATASET_FILE), dataset, storage_options)
+    put_json_atomic(
+        storage.join(output_url, LATEST_FILE), latest_pointer(config.config_hash()), storage_options
+    )
     return vurl
 
 
@@ -214,9 +228,9 @@ def _check_rows_match_cases(
         if r.image_id not in markers:
             marker = read_json(storage.join(vurl, marker_path(r.image_id)), storage_options) or {}
             markers[r.image_id] = {c.get("case_id"): c.get("checksum") for c in marker.get("cases", [])}
-            if not exists(storage.join(vurl, r.image_path, "zarr.json"), storage_options):
+            if not exists(storage.join(vurl, metadata_path(r.image_path)), storage_options):
                 raise FormatError(
-                    f"image {r.image_id}: zarr.json is missing under {vurl}; nothing was committed"
+                    f"image {r.image_id}: {ZARR_JSON} is missing under {vurl}; nothing was committed"
                 )
         if markers[r.image_id].get(r.case_id) != r.checksum:
             raise FormatError(

@@ -46,7 +46,8 @@ class ManifestRow:
     """AcquisitionNumber of the CT slices used; None for a single unnumbered acquisition."""
     seg_sop_instance_uid: str
     path: str
-    """Case group path relative to the version root: ``cases/<case_id>``."""
+    """The annotation's label image relative to the version root: ``images/<image_id>/labels/<case_id>``
+    (format 1: its case group ``cases/<case_id>``)."""
     shape_zyx: tuple[int, int, int]
     """Shape of the stored (resampled) arrays."""
     spacing_zyx: _Vec3

@@ -35,15 +35,12 @@ from hcc_shards.clinical import (
 )
 from hcc_shards.config import BuildConfig
 from hcc_shards.errors import ConfigError
+from hcc_shards.format import CLINICAL_FILE, FEATURES_FILE
 from hcc_shards.shards.atomic import put_bytes_atomic
 from hcc_shards.shards.manifest import MANIFEST_COLUMNS, ManifestRow
 from hcc_shards.shards.splits import SplitFile, SplitReport, assign_splits, splits_from_file, strata_of
 
 __all__ = ["Research", "prepare_research", "research_json", "write_research"]
-
-CLINICAL_FILE = "clinical.parquet"
-FEATURES_FILE = "features.parquet"
-SURVIVAL_PNG = "qc/survival.png"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import google_crc32c
 import numcodecs
 import numcodecs.abc
 import numpy as np
@@ -34,27 +33,38 @@ from zarr.storage import FsspecStore, LocalStore, MemoryStore
 from hcc_shards import storage
 from hcc_shards.annotation import SOURCE_MANUAL
 from hcc_shards.case import Case
-from hcc_shards.config import FORMAT_VERSION, BuildConfig
+from hcc_shards.config import BuildConfig
 from hcc_shards.errors import FormatError
+from hcc_shards.format import (
+    ARRAY,
+    ATTRIBUTES,
+    CHUNK_KEY_PREFIX,
+    FOREGROUND_GROUP,
+    FORMAT_VERSION,
+    IMAGE_LABEL,
+    LABELS_GROUP,
+    OME,
+    OME_VERSION,
+    array_path,
+    checksum_prefix,
+    image_path,
+    label_path,
+    marker_path,
+    qc_path,
+)
 from hcc_shards.geometry import AXES_ZYX, Geometry
 from hcc_shards.labels import LABELS
 from hcc_shards.qc_rules import is_rule_flag, qc_flags
+from hcc_shards.shard_index import ShardIndex, crc_bytes
 from hcc_shards.shards.atomic import put_bytes_atomic, put_json_atomic, read_json
 from hcc_shards.shards.foreground import ClassForeground, class_foreground
 from hcc_shards.shards.manifest import ManifestRow
 from hcc_shards.shards.qc import case_png
 
 __all__ = [
-    "CHECKSUM_PREFIX",
-    "COMPLETE_DIR",
-    "IMAGES_DIR",
-    "case_path",
     "content_checksum",
     "dice",
     "hu_stats",
-    "image_path",
-    "label_path",
-    "marker_path",
     "open_store",
     "read_complete_case",
     "read_complete_image",
@@ -64,34 +74,7 @@ __all__ = [
     "write_label_array",
 ]
 
-IMAGES_DIR = "images"
-"""Folder of the image groups under a version root."""
-COMPLETE_DIR = "complete"
-"""Folder of the completion markers under a version root (outside every zarr group)."""
-COMPLETE_MARKER = "_COMPLETE.json"
-"""Format version 1's marker inside each case group (read only to name it in messages)."""
-CHECKSUM_PREFIX = f"hcc-shards-case-v{FORMAT_VERSION}\0".encode()
 IMAGE_FILL = -1024
-
-
-def case_path(case_id: str) -> str:
-    """Format version 1's case group path (``cases/<case_id>``), relative to the version root."""
-    return f"cases/{case_id}"
-
-
-def image_path(image_id: str) -> str:
-    """Image group path relative to the version root."""
-    return f"{IMAGES_DIR}/{image_id}"
-
-
-def label_path(image_id: str, case_id: str) -> str:
-    """Label image path of one annotation relative to the version root (the manifest's ``path``)."""
-    return f"{image_path(image_id)}/labels/{case_id}"
-
-
-def marker_path(image_id: str) -> str:
-    """Completion marker of one image relative to the version root."""
-    return f"{COMPLETE_DIR}/{image_id}.json"
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None, *, read_only: bool = False):
@@ -145,7 +128,8 @@ def stored_histogram(
     root = zarr.open_group(
         open_store(storage.join(version_url, row.image_path), storage_options, read_only=True), mode="r"
     )
-    return foreground_histogram(root["0"][...], root[f"labels/{row.case_id}/0"][...])
+    label = array_path(f"{LABELS_GROUP}/{row.case_id}")
+    return foreground_histogram(root[ARRAY][...], root[label][...])
 
 
 def write_case(
@@ -214,14 +198,14 @@ def write_image(
         MemoryStore(docs),
         zarr_format=3,
         overwrite=True,
-        attributes={"ome": _ome_image(first, image_id), "hcc_shards": image_attrs},
+        attributes={OME: _ome_image(first, image_id), ATTRIBUTES: image_attrs},
     )
 
     def put_shard(key: str, blob: bytes) -> None:
         storage.put_objects(fs, {f"{path}/{key}": blob})
 
-    _write_volume(root, "0", first.image, IMAGE_FILL, config, put_shard)
-    labels = root.create_group("labels", attributes={"ome": {"version": "0.5", "labels": list(ids)}})
+    _write_volume(root, ARRAY, first.image, IMAGE_FILL, config, put_shard)
+    labels = root.create_group(LABELS_GROUP, attributes={OME: {"version": OME_VERSION, "labels": list(ids)}})
     rows: list[ManifestRow] = []
     for case in cases:
         rows.append(_write_annotation(case, labels, image_attrs, config, split, put_shard))
@@ -231,7 +215,7 @@ def write_image(
     for case in cases:
         title = f"{case.case_id}  {case.provenance.patient_id}  {case.annotation.source}"
         put_bytes_atomic(
-            storage.join(version_url, "qc", f"{case.case_id}.png"),
+            storage.join(version_url, qc_path(case.case_id)),
             case_png(
                 case.image, case.label, case.geometry.spacing, title=title, direction=case.geometry.direction
             ),
@@ -269,15 +253,15 @@ def _write_annotation(
     checksum = content_checksum(case.image, case.label, fg, {**image_attrs, **attrs})
     row = _manifest_row(case, fg, hu, split=split, checksum=checksum)
     attrs["qc_flags"] = list(row.qc_flags)
-    group = labels.create_group(case.case_id, attributes={"ome": _ome_label(case), "hcc_shards": attrs})
-    _write_volume(group, "0", case.label, 0, config, put_shard)
+    group = labels.create_group(case.case_id, attributes={OME: _ome_label(case), ATTRIBUTES: attrs})
+    _write_volume(group, ARRAY, case.label, 0, config, put_shard)
     write_foreground(group, fg, config)
     return row
 
 
 def write_foreground(group: zarr.Group, fg: dict[str, ClassForeground], config: BuildConfig) -> None:
     """The ``foreground`` group of a label image: one (N, 3) int32 array per label in ``fg``."""
-    fg_group = group.create_group("foreground")
+    fg_group = group.create_group(FOREGROUND_GROUP)
     for name, cf in fg.items():
         arr = fg_group.create_array(
             name,
@@ -378,7 +362,7 @@ def content_checksum(
     """sha256 of the decoded content: image (int16 LE), label, locations (int32 LE), attributes JSON.
 
     ``attrs`` are the image group's ``hcc_shards`` attributes updated with the label image's."""
-    h = hashlib.sha256(CHECKSUM_PREFIX)
+    h = hashlib.sha256(checksum_prefix(FORMAT_VERSION))
     h.update(np.ascontiguousarray(image, dtype="<i2").data)
     h.update(np.ascontiguousarray(label, dtype=np.uint8).data)
     for lab in LABELS:  # a label the annotation does not define has no locations (nothing hashed)
@@ -449,10 +433,6 @@ def _write_volume(
     _store_shards(arr, data, fill, chunks, shards, _inner_compressor(config, data.dtype.itemsize), put)
 
 
-_ABSENT = 2**64 - 1
-"""Index entry (offset and length) of an absent inner chunk."""
-
-
 def _inner_compressor(config: BuildConfig, itemsize: int) -> numcodecs.abc.Codec:
     """The numcodecs object behind the array's compressor codec (the same bytes zarr would write)."""
     if config.compressor == "blosc":
@@ -466,10 +446,6 @@ def _inner_compressor(config: BuildConfig, itemsize: int) -> numcodecs.abc.Codec
             }
         )
     return numcodecs.Zstd(level=config.compression_level)
-
-
-def _crc32c(data: bytes) -> bytes:
-    return np.uint32(google_crc32c.value(data)).tobytes()
 
 
 def _store_shards(
@@ -492,9 +468,9 @@ def _store_shards(
     little = data.dtype.newbyteorder("<")
     grid = [range(math.ceil(n / s)) for n, s in zip(data.shape, shards, strict=True)]
     for shard in itertools.product(*grid):
-        index = np.full((n_chunks, 2), _ABSENT, dtype="<u8")
+        index = ShardIndex.empty(n_chunks)
         parts: list[bytes] = []
-        offset = 16 * n_chunks + 4
+        offset = ShardIndex.nbytes(n_chunks)
         for k, inner in enumerate(itertools.product(*(range(p) for p in per))):
             lo = [shard[a] * shards[a] + inner[a] * chunks[a] for a in range(3)]
             if any(lo[a] >= data.shape[a] for a in range(3)):
@@ -507,14 +483,13 @@ def _store_shards(
                 full[tuple(slice(0, n) for n in block.shape)] = block
                 block = full
             encoded = bytes(compressor.encode(np.ascontiguousarray(block, dtype=little)))
-            parts.append(encoded + _crc32c(encoded))
-            index[k] = (offset, len(parts[-1]))
+            parts.append(encoded + crc_bytes(encoded))
+            index.set_chunk(k, offset, len(parts[-1]))
             offset += len(parts[-1])
         if not parts:
             continue
-        head = index.tobytes()
-        blob = b"".join([head, _crc32c(head), *parts])
-        put(f"{arr.path}/c/" + "/".join(str(i) for i in shard), blob)
+        blob = b"".join([index.to_bytes(), *parts])
+        put("/".join([arr.path, CHUNK_KEY_PREFIX, *(str(i) for i in shard)]), blob)
 
 
 def _multiscales(case: Case, name: str) -> list[dict[str, Any]]:
@@ -527,7 +502,7 @@ def _multiscales(case: Case, name: str) -> list[dict[str, Any]]:
             "axes": [{"name": a, "type": "space", "unit": "millimeter"} for a in AXES_ZYX],
             "datasets": [
                 {
-                    "path": "0",
+                    "path": ARRAY,
                     "coordinateTransformations": [
                         {"type": "scale", "scale": list(g.spacing)},
                         {"type": "translation", "translation": translation},
@@ -539,14 +514,14 @@ def _multiscales(case: Case, name: str) -> list[dict[str, Any]]:
 
 
 def _ome_image(case: Case, image_id: str) -> dict[str, Any]:
-    return {"version": "0.5", "multiscales": _multiscales(case, image_id)}
+    return {"version": OME_VERSION, "multiscales": _multiscales(case, image_id)}
 
 
 def _ome_label(case: Case) -> dict[str, Any]:
     return {
-        "version": "0.5",
+        "version": OME_VERSION,
         "multiscales": _multiscales(case, case.case_id),
-        "image-label": {
+        IMAGE_LABEL: {
             "colors": [{"label-value": lab.value, "rgba": list(lab.rgba)} for lab in LABELS],
             "properties": [
                 {"label-value": lab.value, "name": lab.name, "display": lab.display} for lab in LABELS
