@@ -1,5 +1,8 @@
 """``hcc-shards synth OUT --patients N``: write a synthetic HCC-TACE-Seg look-alike cohort.
 
+``--edition idc``: the collection as IDC serves it, with AIMI-like SEGs besides the manual one
+(hcc_shards.synth.edition).
+
 ``hcc-shards synth OUT --twin hcc_tace_seg``: write the twin of an IDC collection instead, every
 series of the IDC index with its real identifiers and instance counts (hcc_shards.synth.twin).
 """
@@ -42,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--layout", choices=("tcia", "idc"), default="tcia", help="folder layout")
     parser.add_argument(
+        "--edition",
+        choices=("tcia", "idc"),
+        default="tcia",
+        help="tcia: one manual SEG per patient; idc: also 1 to 6 AIMI-like SEGs (liver and tumour, "
+        "AUTOMATIC or radiologist-corrected), every SEG dcmqi-style, 1 to 3 CT series per study",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="cohort seed; same arguments give identical files"
     )
     parser.add_argument("--truth", metavar="FILE", default=None, help="write the ground-truth JSON here")
@@ -66,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
         print("hcc-shards synth: give --patients N (or --twin COLLECTION)", file=sys.stderr)
         return 2
     faults = []
+    if args.faults and args.edition != "tcia":
+        # A fault's expected outcome is written for the one manual SEG of the TCIA edition.
+        print("hcc-shards synth: --faults needs --edition tcia", file=sys.stderr)
+        return 2
     if args.faults:
         from hcc_shards.synth.faults import Fault
 
@@ -88,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage_options=options,
         truth_url=args.truth,
+        edition=args.edition,
     )
     if faults:
         from hcc_shards.synth.faults import assign_faults, inject_faults
@@ -97,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     for p in truth.patients:
         seg = "no SEG" if p.seg_sop_instance_uid is None else f"SEG on acquisition {p.ct_acquisition_number}"
+        if p.segs:
+            seg += f", {len(p.segs)} SEGs in all"
         voxels = " ".join(f"{k}={v}" for k, v in p.voxels)
         print(
             f"{p.patient_id}  quirk={p.quirk:<24} series={len(p.series)} files={p.files:<5} "
@@ -109,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
         + (f"; truth: {args.truth}" if args.truth else ""),
         file=sys.stdout,
     )
+    if args.edition == "idc":
+        by = ", ".join(f"{k} {v}" for k, v in truth.segs_by_source().items())
+        print(f"{len(truth.segs)} SEGs ({by})")
     return 0
 
 

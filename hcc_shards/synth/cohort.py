@@ -1,10 +1,15 @@
 """Generate a synthetic HCC-TACE-Seg look-alike cohort: plan, render, write, and record the truth.
 
-Order of operations for one patient (``generate_patient``, a pure function of seed and index):
-plan every study and series, then per series rasterise the phantom, render each acquisition and
-write its slices; then build and write the SEG over the annotated acquisition; last, count the
-truth labels on the annotated CT grid. Patients are independent, so ``workers`` > 1 generates
-them in separate processes; the files are the same whatever the number of workers.
+Order of operations for one patient (``generate_patient``, a pure function of seed, index and
+edition): plan every study and series, then per series rasterise the phantom, render each
+acquisition and write its slices, and (IDC edition) write the AIMI SEGs planned on it; then build
+and write the manual SEG over the annotated acquisition; last, count the truth labels on the
+annotated CT grid. Patients are independent, so ``workers`` > 1 generates them in separate
+processes; the files are the same whatever the number of workers.
+
+Editions (hcc_shards.synth.plan.EDITIONS): 'tcia' (the default) writes the collection as TCIA
+serves it; 'idc' as IDC serves it (hcc_shards.synth.edition): AIMI-like SEGs besides the manual
+one, every SEG as dcmqi writes it, 1 to 3 CT series per study.
 """
 
 from __future__ import annotations
@@ -21,17 +26,28 @@ import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
+from hcc_shards.annotation import SOURCE_AI, SOURCE_AI_CORRECTED, SOURCE_MANUAL
+from hcc_shards.labels import LABELS
 from hcc_shards.qc_rules import qc_flags
 from hcc_shards.quarantine import Reason
 from hcc_shards.storage import filesystem, join, protocol_of
 from hcc_shards.synth.ct import min_feature_mm, render_series
-from hcc_shards.synth.layout import LAYOUTS, ct_path, seg_path
+from hcc_shards.synth.dcmqi import (
+    AIMI_CORRECTED_DESCRIPTION,
+    AIMI_DESCRIPTION,
+    aimi_segments,
+    as_dcmqi_writes,
+    dcmqi_seg,
+)
+from hcc_shards.synth.edition import plan_idc_patient
+from hcc_shards.synth.layout import LAYOUTS, ct_path, seg_file_path, seg_path
 from hcc_shards.synth.phantom import label_map, rasterize
-from hcc_shards.synth.plan import SIZES, PatientPlan, Quirk, plan_patient
+from hcc_shards.synth.plan import EDITIONS, SIZES, AimiSegPlan, PatientPlan, Quirk, StudyPlan, plan_patient
 from hcc_shards.synth.seg import SEG_SERIES_DESCRIPTION, SEG_SERIES_NUMBER, build_seg
 from hcc_shards.synth.truth import (
     CohortTruth,
     PatientTruth,
+    SegTruth,
     SeriesTruth,
     count_labels,
     nearest_label_map,
@@ -107,20 +123,25 @@ class _Writer:
         self._pending_bytes = 0
 
 
-def generate_patient(seed: int, index: int, size: str, target: Target) -> PatientTruth:
+def generate_patient(seed: int, index: int, size: str, target: Target, edition: str = "tcia") -> PatientTruth:
     """Write patient ``index`` (1-based) of cohort ``seed`` under ``target`` and return its truth."""
     if target.layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {target.layout!r}")
+    if edition not in EDITIONS:
+        raise ValueError(f"edition must be one of {EDITIONS}, got {edition!r}")
     started = time.perf_counter()
-    plan = plan_patient(seed, index, size)
+    plan = plan_idc_patient(seed, index, size) if edition == "idc" else plan_patient(seed, index, size)
     writer = _Writer(plan, target)
     series_truth: list[SeriesTruth] = []
+    aimi_truth: list[SegTruth] = []
     sources: list[Dataset] = []
     ct_masks: np.ndarray | None = None
     for k, study in enumerate(plan.studies):
         for i, series in enumerate(study.series):
             rendered = render_series(plan, k, i)
             for ds in rendered.datasets:
+                if plan.edition == "idc" and not series.description:
+                    del ds.SeriesDescription  # as in the IDC index: no SeriesDescription at all
                 writer.write(
                     ct_path(target.layout, plan, study, series, ds.InstanceNumber, ds.SOPInstanceUID), ds
                 )
@@ -136,13 +157,34 @@ def generate_patient(seed: int, index: int, size: str, target: Target) -> Patien
                     geometry=series.geometry,
                 )
             )
-            if plan.seg is not None and (k, i) == (plan.seg.study_index, plan.seg.series_index):
-                sources = _header_only(rendered.datasets, plan.seg.acquisition_number)
+            manual = (
+                plan.seg if plan.seg and (k, i) == (plan.seg.study_index, plan.seg.series_index) else None
+            )
+            aimi_here = [a for a in plan.aimi if (a.study_index, a.series_index) == (k, i)]
+            wanted = {a.acquisition_number for a in aimi_here} | (
+                {manual.acquisition_number} if manual else set()
+            )
+            # Headers only (pixel data dropped), once per acquisition, shared by the SEGs on it.
+            headers = {acq: _header_only(rendered.datasets, acq) for acq in sorted(wanted)}
+            if manual is not None:
+                sources = headers[manual.acquisition_number]
                 ct_masks = rendered.raster.segments
+            for aimi in aimi_here:
+                aimi_truth.append(
+                    _write_aimi(
+                        plan,
+                        aimi,
+                        headers[aimi.acquisition_number],
+                        rendered.raster.segments,
+                        writer,
+                        target.layout,
+                    )
+                )
+            writer.flush()
 
     if plan.seg is None or ct_masks is None:
         writer.flush()
-        return _truth(plan, series_truth, None, writer, started)
+        return _truth(plan, series_truth, None, aimi_truth, writer, started)
     ct_series = plan.annotated_series
     if ct_series is None:
         raise RuntimeError(f"{plan.patient_id}: a SEG is planned but no annotated series was found")
@@ -155,9 +197,58 @@ def generate_patient(seed: int, index: int, size: str, target: Target) -> Patien
         labels = nearest_label_map(label_map(masks), plan.seg.grid, ct_series.geometry)
     study = plan.studies[plan.seg.study_index]
     seg = build_seg(plan, sources, masks, plan.seg.grid)
+    if plan.edition == "idc":
+        seg = as_dcmqi_writes(seg)
     writer.write(seg_path(target.layout, plan, study, SEG_SERIES_NUMBER, SEG_SERIES_DESCRIPTION), seg)
     writer.flush()
-    return _truth(plan, series_truth, labels, writer, started)
+    return _truth(plan, series_truth, labels, aimi_truth, writer, started)
+
+
+def _write_aimi(
+    plan: PatientPlan,
+    aimi: AimiSegPlan,
+    sources: list[Dataset],
+    ct_masks: np.ndarray,
+    writer: _Writer,
+    layout: str,
+) -> SegTruth:
+    """Write one AIMI-like SEG over ``sources`` and return its truth."""
+    study: StudyPlan = plan.studies[aimi.study_index]
+    series = study.series[aimi.series_index]
+    # A prediction is the phantom's masks moved in-plane (never across slices: no frame appears or vanishes).
+    masks = ct_masks if aimi.shift_yx == (0, 0) else np.roll(ct_masks, aimi.shift_yx, axis=(1, 2))
+    segments = aimi_segments(aimi.corrected)
+    description = AIMI_CORRECTED_DESCRIPTION if aimi.corrected else AIMI_DESCRIPTION
+    seg = dcmqi_seg(
+        sources,
+        masks,
+        segments,
+        series_uid=aimi.series_uid,
+        sop_uid=aimi.sop_uid,
+        series_description=description,
+        date=study.date,
+        seed=plan.seed,
+    )
+    writer.write(
+        seg_file_path(layout, plan, study, SEG_SERIES_NUMBER, description, aimi.series_uid, aimi.sop_uid), seg
+    )
+    kept = np.zeros_like(masks)
+    for s in segments:
+        kept[..., s.channel] = masks[..., s.channel]
+    annotated = tuple(LABELS[s.channel].name for s in sorted(segments, key=lambda s: s.channel))
+    counts = dict(count_labels(label_map(kept)))
+    return SegTruth(
+        seg_series_instance_uid=aimi.series_uid,
+        seg_sop_instance_uid=aimi.sop_uid,
+        series_description=description,
+        ct_series_instance_uid=series.series_uid,
+        ct_acquisition_number=aimi.acquisition_number,
+        expected_annotation_source=SOURCE_AI_CORRECTED if aimi.corrected else SOURCE_AI,
+        annotated_labels=annotated,
+        voxels=tuple((name, counts[name]) for name in annotated),
+        expected_case=True,
+        expected_pairing="referenced_series",
+    )
 
 
 def _header_only(datasets: tuple[Dataset, ...], acquisition: int) -> list[Dataset]:
@@ -172,6 +263,7 @@ def _truth(
     plan: PatientPlan,
     series: list[SeriesTruth],
     labels: np.ndarray | None,
+    aimi: list[SegTruth],
     writer: _Writer,
     started: float,
 ) -> PatientTruth:
@@ -183,6 +275,23 @@ def _truth(
     else:
         pairing = "referenced_series" if seg.with_references else "frame_of_reference_geometry"
     reason = EXPECTED_REASON[plan.quirk]
+    segs: list[SegTruth] = []
+    if plan.edition == "idc" and seg is not None and ct_series is not None and pairing is not None:
+        segs.append(
+            SegTruth(
+                seg_series_instance_uid=seg.series_uid,
+                seg_sop_instance_uid=seg.sop_uid,
+                series_description=SEG_SERIES_DESCRIPTION,
+                ct_series_instance_uid=ct_series.series_uid,
+                ct_acquisition_number=seg.acquisition_number,
+                expected_annotation_source=SOURCE_MANUAL,
+                annotated_labels=tuple(lab.name for lab in LABELS),
+                voxels=voxels,
+                expected_case=reason is None,
+                expected_pairing=pairing,
+            )
+        )
+    segs.extend(aimi)
     return PatientTruth(
         patient_id=plan.patient_id,
         quirk=str(plan.quirk),
@@ -201,11 +310,12 @@ def _truth(
         expected_qc_flags=qc_flags(dict(voxels)),
         files=writer.files,
         bytes=writer.bytes,
+        segs=tuple(segs),
         seconds=time.perf_counter() - started,
     )
 
 
-def _generate_one(args: tuple[int, int, str, Target]) -> PatientTruth:
+def _generate_one(args: tuple[int, int, str, Target, str]) -> PatientTruth:
     return generate_patient(*args)
 
 
@@ -219,11 +329,13 @@ def generate_cohort(
     workers: int = 1,
     storage_options: dict[str, Any] | None = None,
     truth_url: str | None = None,
+    edition: str = "tcia",
 ) -> CohortTruth:
     """Write patients HCC_001..HCC_<patients> under ``out_url``; return (and optionally write) the truth.
 
-    ``workers`` > 1 uses that many processes; an in-memory filesystem (memory://) lives in one
-    process only, so it is always generated in this process.
+    ``edition`` 'tcia' writes one manual SEG per patient; 'idc' adds the AIMI-like SEGs
+    (hcc_shards.synth.edition). ``workers`` > 1 uses that many processes; an in-memory filesystem
+    (memory://) lives in one process only, so it is always generated in this process.
     """
     if patients < 1:
         raise ValueError(f"patients must be >= 1, got {patients}")
@@ -233,16 +345,18 @@ def generate_cohort(
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if edition not in EDITIONS:
+        raise ValueError(f"edition must be one of {EDITIONS}, got {edition!r}")
     target = Target(
         url=out_url, layout=layout, storage_options=tuple(sorted((storage_options or {}).items()))
     )
-    jobs = [(seed, index, size, target) for index in range(1, patients + 1)]
+    jobs = [(seed, index, size, target, edition) for index in range(1, patients + 1)]
     if workers == 1 or patients == 1 or protocol_of(out_url) == "memory":
         results = [_generate_one(job) for job in jobs]
     else:
         with ProcessPoolExecutor(max_workers=min(workers, patients), mp_context=get_context("spawn")) as pool:
             results = list(pool.map(_generate_one, jobs))
-    truth = CohortTruth(seed=seed, size=size, layout=layout, patients=tuple(results))
+    truth = CohortTruth(seed=seed, size=size, layout=layout, patients=tuple(results), edition=edition)
     if truth_url is not None:
         write_truth(truth, truth_url, storage_options)
     return truth

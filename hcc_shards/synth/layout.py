@@ -52,12 +52,27 @@ def ct_path(
 
 
 def seg_path(layout: str, plan: PatientPlan, study: StudyPlan, series_number: int, description: str) -> str:
-    """Relative path of the patient's SEG."""
+    """Relative path of the patient's (manual) SEG."""
     if plan.seg is None:
         raise ValueError(f"{plan.patient_id} has no SEG")
+    return seg_file_path(
+        layout, plan, study, series_number, description, plan.seg.series_uid, plan.seg.sop_uid
+    )
+
+
+def seg_file_path(
+    layout: str,
+    plan: PatientPlan,
+    study: StudyPlan,
+    series_number: int,
+    description: str,
+    series_uid: str,
+    sop_uid: str,
+) -> str:
+    """Relative path of one single-file SEG series of ``study``."""
     if layout == "tcia":
-        folder = series_folder(series_number, description, plan.seg.series_uid)
+        folder = series_folder(series_number, description, series_uid)
         return f"{plan.patient_id}/{study_folder(plan, study)}/{folder}/1-1.dcm"
     if layout == "idc":
-        return f"{crdc_uuid(plan.seg.series_uid)}/{crdc_uuid(plan.seg.sop_uid)}.dcm"
+        return f"{crdc_uuid(series_uid)}/{crdc_uuid(sop_uid)}.dcm"
     raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")

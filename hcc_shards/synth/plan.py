@@ -37,6 +37,11 @@ class Quirk(StrEnum):
 
 
 SIZES: tuple[str, ...] = ("small", "full")
+SMALL_MAX_SLICES = 24
+"""Most slices of a series at size 'small' (see :func:`small_slices`)."""
+EDITIONS: tuple[str, ...] = ("tcia", "idc")
+"""'tcia': the collection as TCIA serves it (one manual SEG per patient); 'idc': as IDC serves it, with
+the AIMI SEGs of the analysis result ``bamf_aimi_annotations`` too (hcc_shards.synth.edition)."""
 
 # Patients 1..8 carry these in an order drawn from the seed, so any cohort of 8 or more has every
 # quirk once and two patients without any. Later patients: stacked phases at about 20%.
@@ -123,6 +128,21 @@ class SegPlan:
 
 
 @dataclass(frozen=True)
+class AimiSegPlan:
+    """One AIMI-like SEG (IDC edition): liver and tumour of one CT acquisition, predicted or corrected."""
+
+    study_index: int
+    series_index: int
+    acquisition_number: int
+    series_uid: str
+    sop_uid: str
+    corrected: bool
+    """True: a radiologist corrected the prediction (SEMIAUTOMATIC); False: the prediction (AUTOMATIC)."""
+    shift_yx: tuple[int, int]
+    """In-plane offset, in voxels, of a prediction from the phantom's masks; (0, 0) once corrected."""
+
+
+@dataclass(frozen=True)
 class PatientPlan:
     """Everything drawn for one patient; writing it is deterministic."""
 
@@ -139,6 +159,10 @@ class PatientPlan:
     age: int
     fault: str | None = None
     """Reserved for injected faults (zero-byte, truncated, ...); None writes a valid patient."""
+    edition: str = "tcia"
+    """One of :data:`EDITIONS`."""
+    aimi: tuple[AimiSegPlan, ...] = ()
+    """The AIMI-like SEGs (IDC edition only)."""
 
     @property
     def patient_id(self) -> str:
@@ -312,11 +336,7 @@ def _axial_geometry(
         n_full = n_full + 1 if n_full < 185 else n_full - 1
     used.add((n_full, dz))
     n, dxy = _in_plane(body_fov, size, float(rng.choice([0.0, 0.0, 20.0, -10.0])))
-    if size == "full":
-        nz = n_full
-    else:
-        factor = math.ceil(n_full / 24)
-        nz, dz = math.ceil(n_full / factor), dz * factor
+    nz, dz = (n_full, dz) if size == "full" else small_slices(n_full, dz)
     # Each diagnostic series of a study sits on its own slice lattice (offset by 0.5 mm steps),
     # so a SEG's frame positions identify one series.
     s0 = round(centre - (nz - 1) * dz / 2.0, 2) + 0.5 * (len(used) - 1)
@@ -326,6 +346,13 @@ def _axial_geometry(
         spacing_zyx=(dz, dxy, dxy),
         origin_lps=(round(-half, 4), round(anatomy.body.centre_lp[1] - half, 4), s0),
     )
+
+
+def small_slices(n_full: int, dz: float) -> tuple[int, float]:
+    """(slices, spacing) of a series at size 'small': the z extent of ``n_full`` slices at ``dz``,
+    thinned by ``f = ceil(n_full / 24)``: ``ceil(n_full / f)`` slices, ``f * dz`` apart."""
+    factor = math.ceil(n_full / SMALL_MAX_SLICES)
+    return math.ceil(n_full / factor), dz * factor
 
 
 def _derived_geometry(rng: np.random.Generator, anatomy: Anatomy, body_fov: float, size: str) -> Geometry:

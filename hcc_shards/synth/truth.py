@@ -59,6 +59,53 @@ class SeriesTruth:
 
 
 @dataclass(frozen=True)
+class SegTruth:
+    """One SEG as written (IDC edition: the manual one and every AIMI one) and what a build makes of it."""
+
+    seg_series_instance_uid: str
+    seg_sop_instance_uid: str
+    series_description: str
+    ct_series_instance_uid: str
+    """The CT series the SEG annotates: the case's CT series."""
+    ct_acquisition_number: int
+    expected_annotation_source: str
+    """'manual', 'ai' or 'ai_corrected' (hcc_shards.annotation)."""
+    annotated_labels: tuple[str, ...]
+    """Label names the SEG defines, in label order; the others have null voxels in the manifest."""
+    voxels: tuple[tuple[str, int], ...]
+    """(label name, voxels on the CT grid) of every annotated label."""
+    expected_case: bool
+    """True when a correct build makes a case of this SEG."""
+    expected_pairing: str
+    """'referenced_series' or 'frame_of_reference_geometry'."""
+
+    @property
+    def voxel_counts(self) -> dict[str, int]:
+        return dict(self.voxels)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["annotated_labels"] = list(self.annotated_labels)
+        d["voxels"] = dict(self.voxels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegTruth:
+        return cls(
+            seg_series_instance_uid=data["seg_series_instance_uid"],
+            seg_sop_instance_uid=data["seg_sop_instance_uid"],
+            series_description=data["series_description"],
+            ct_series_instance_uid=data["ct_series_instance_uid"],
+            ct_acquisition_number=int(data["ct_acquisition_number"]),
+            expected_annotation_source=data["expected_annotation_source"],
+            annotated_labels=tuple(data["annotated_labels"]),
+            voxels=tuple((str(k), int(v)) for k, v in data["voxels"].items()),
+            expected_case=bool(data["expected_case"]),
+            expected_pairing=data["expected_pairing"],
+        )
+
+
+@dataclass(frozen=True)
 class PatientTruth:
     """What the generator wrote for one patient, and what a correct build makes of it."""
 
@@ -90,6 +137,9 @@ class PatientTruth:
     """Files written for this patient."""
     bytes: int
     """Bytes written for this patient."""
+    segs: tuple[SegTruth, ...] = ()
+    """IDC edition: every SEG of the patient (manual first, then AIMI); empty in the TCIA edition,
+    whose one SEG the fields above describe."""
     seconds: float = field(default=0.0, compare=False)
     """Wall time spent generating it; not stored, so truth files stay byte-identical across runs."""
 
@@ -98,7 +148,7 @@ class PatientTruth:
         return dict(self.voxels)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "patient_id": self.patient_id,
             "quirk": self.quirk,
             "study_instance_uids": list(self.study_instance_uids),
@@ -117,6 +167,9 @@ class PatientTruth:
             "files": self.files,
             "bytes": self.bytes,
         }
+        if self.segs:  # absent in the TCIA edition, whose truth files stay as they were
+            d["segs"] = [s.to_dict() for s in self.segs]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PatientTruth:
@@ -139,6 +192,7 @@ class PatientTruth:
             expected_qc_flags=tuple(data.get("expected_qc_flags") or ()),
             files=int(data["files"]),
             bytes=int(data["bytes"]),
+            segs=tuple(SegTruth.from_dict(s) for s in data.get("segs") or ()),
         )
 
 
@@ -152,6 +206,21 @@ class CohortTruth:
     patients: tuple[PatientTruth, ...]
     """In PatientID order."""
     format_version: int = TRUTH_FORMAT_VERSION
+    edition: str = "tcia"
+    """'tcia' or 'idc' (hcc_shards.synth.plan.EDITIONS)."""
+
+    @property
+    def segs(self) -> tuple[SegTruth, ...]:
+        """Every SEG of the IDC edition, patient by patient."""
+        return tuple(s for p in self.patients for s in p.segs)
+
+    def segs_by_source(self) -> dict[str, int]:
+        """Expected cases per annotation_source (IDC edition)."""
+        counts: dict[str, int] = {}
+        for s in self.segs:
+            if s.expected_case:
+                counts[s.expected_annotation_source] = counts.get(s.expected_annotation_source, 0) + 1
+        return dict(sorted(counts.items()))
 
     def patient(self, patient_id: str) -> PatientTruth:
         for p in self.patients:
@@ -173,13 +242,16 @@ class CohortTruth:
         return sum(p.bytes for p in self.patients)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "format_version": self.format_version,
             "seed": self.seed,
             "size": self.size,
             "layout": self.layout,
-            "patients": [p.to_dict() for p in self.patients],
         }
+        if self.edition != "tcia":
+            d["edition"] = self.edition
+        d["patients"] = [p.to_dict() for p in self.patients]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CohortTruth:
@@ -191,6 +263,7 @@ class CohortTruth:
             size=data["size"],
             layout=data["layout"],
             patients=tuple(PatientTruth.from_dict(p) for p in data["patients"]),
+            edition=data.get("edition", "tcia"),
         )
 
 
