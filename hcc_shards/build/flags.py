@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hcc_shards.config import PHASE_OPTIONS
 from hcc_shards.errors import UnknownFlagError
 
 PSEUDONYMIZE_KEY_ENV = "HCC_SHARDS_PSEUDONYMIZE_KEY"
@@ -195,6 +196,14 @@ FLAGS: tuple[Flag, ...] = (
         "features",
         "Compute radiomics features per case and label (features.parquet, docs/FEATURES.md).",
         {"action": "store_true"},
+        plan=False,
+    ),
+    Flag(
+        "phases",
+        "Contrast phases as channels: 'all' stores the study's other CT acquisitions (same frame of "
+        "reference, no registration) resampled onto each annotated image, each with its phase and "
+        "confidence (docs/PHASES.md); 'none' (default) the annotated image only.",
+        {"choices": PHASE_OPTIONS, "default": "none"},
         plan=False,
     ),
     Flag(
