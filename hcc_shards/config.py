@@ -12,6 +12,9 @@ from hcc_shards.errors import ConfigError
 from hcc_shards.format import FORMAT_VERSION  # defined there; kept importable from here
 from hcc_shards.labels import AORTA, LIVER, OVERLAP_PRIORITY, PORTAL_VEIN, TUMOR
 
+PHASE_OPTIONS: tuple[str, ...] = ("none", "all")
+"""Values of ``BuildConfig.phases`` (and ``--phases``)."""
+
 DEFAULT_SEGMENT_SYNONYMS: tuple[tuple[str, int], ...] = (
     ("liver", LIVER),
     ("mass", TUMOR),
@@ -103,6 +106,11 @@ class BuildConfig:
     """sha256 of the split file (nnU-Net ``splits_final.json``) the splits are taken from; '' for none."""
     features: bool = False
     """Compute radiomics features per case and label (``features.parquet``, docs/FEATURES.md)."""
+    phases: Literal["none", "all"] = "none"
+    """``all``: store the study's other CT acquisitions (same FrameOfReferenceUID) resampled onto each
+    annotated image as phase channels, each with its contrast phase (docs/PHASES.md); ``none``: the
+    annotated image only. Left out of :meth:`to_dict` (and so of the hash) when ``none``, so such a
+    build is the same version as one made before the field existed."""
 
     def __post_init__(self) -> None:
         if self.target_spacing is not None:
@@ -135,6 +143,8 @@ class BuildConfig:
             raise ConfigError(f"compressor must be 'zstd' or 'blosc', got {self.compressor!r}")
         if self.image_shuffle not in ("shuffle", "bitshuffle"):
             raise ConfigError(f"image_shuffle must be 'shuffle' or 'bitshuffle', got {self.image_shuffle!r}")
+        if self.phases not in PHASE_OPTIONS:
+            raise ConfigError(f"phases must be one of {list(PHASE_OPTIONS)}, got {self.phases!r}")
         bad = [s for s in self.annotation_sources if s not in ANNOTATION_SOURCES]
         if bad or not self.annotation_sources:
             raise ConfigError(
@@ -155,6 +165,8 @@ class BuildConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("pseudonymize_key")
+        if self.phases == "none":
+            d.pop("phases")
         d["pseudonymized"] = bool(self.pseudonymize_key)
         return d
 

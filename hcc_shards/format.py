@@ -31,6 +31,7 @@ __all__ = [
     "MANIFEST_FILE",
     "OME",
     "OME_VERSION",
+    "PHASES_GROUP",
     "QC_DIR",
     "QUARANTINE_FILE",
     "READABLE_VERSIONS",
@@ -106,6 +107,8 @@ TUMOR_SIZES_PNG = f"{QC_DIR}/tumor_sizes.png"
 
 # -- inside an image group (sections "Layout" and "Arrays") ------------------------------------
 
+PHASES_GROUP = "phases"
+"""Group of the phase channels in an image group (``phases/<n>``, docs/PHASES.md); absent without them."""
 ZARR_JSON = "zarr.json"
 """Zarr v3 metadata document of every group and array."""
 ARRAY = "0"

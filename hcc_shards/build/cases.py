@@ -21,6 +21,7 @@ from hcc_shards.build.pair import CaseKey, case_key, case_sort_key, image_group_
 from hcc_shards.build.plan import BuildPlan
 from hcc_shards.build.target import BuildTarget
 from hcc_shards.case import Case
+from hcc_shards.channels import phase_channels
 from hcc_shards.dicom.decode import decode_image_group, provenance_of, record_for
 from hcc_shards.dicom.pairing import Pairing
 from hcc_shards.errors import QuarantineError
@@ -162,12 +163,23 @@ def _written(
             with_retries(
                 lambda c=case: write_case_features(target.version_url, c.case_id, feats[c.case_id], plan)
             )
+    phases = None
+    if cases and config.phases != "none":
+        stage[0] = "phases"
+        own, channels, notes = with_retries(
+            lambda: phase_channels(pairings[0], cases, config, plan.input_storage_options)
+        )
+        phases = (own, channels)
+        if notes:
+            cases = [replace(c, warnings=(*c.warnings, *notes)) for c in cases]
     stage[0] = "write"
     rows: list[ManifestRow] = []
     if cases:
         split = split_for_patient(cases[0].provenance.patient_id, config.seed, config.split_fractions)
         rows = with_retries(
-            lambda: write_image(cases, target.version_url, config, plan.output_storage_options, split=split)
+            lambda: write_image(
+                cases, target.version_url, config, plan.output_storage_options, split=split, phases=phases
+            )
         )
     for case in cases:
         if case.annotation.source == "unknown":

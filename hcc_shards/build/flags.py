@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hcc_shards.config import PHASE_OPTIONS
 from hcc_shards.errors import UnknownFlagError
 from hcc_shards.format import CLINICAL_FILE, FEATURES_FILE, LATEST_FILE
 
@@ -196,6 +197,14 @@ FLAGS: tuple[Flag, ...] = (
         "features",
         f"Compute radiomics features per case and label ({FEATURES_FILE}, docs/FEATURES.md).",
         {"action": "store_true"},
+        plan=False,
+    ),
+    Flag(
+        "phases",
+        "Contrast phases as channels: 'all' stores the study's other CT acquisitions (same frame of "
+        "reference, no registration) resampled onto each annotated image, each with its phase and "
+        "confidence (docs/PHASES.md); 'none' (default) the annotated image only.",
+        {"choices": PHASE_OPTIONS, "default": "none"},
         plan=False,
     ),
     Flag(

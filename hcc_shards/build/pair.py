@@ -14,6 +14,7 @@ from hcc_shards.config import BuildConfig
 from hcc_shards.dicom.decode import annotation_of, image_id_of, provenance_of
 from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.pairing import Pairing, pair_patient
+from hcc_shards.dicom.phase_sources import phase_sources
 from hcc_shards.quarantine import QuarantineRecord, Reason
 
 
@@ -39,7 +40,20 @@ def pair_one_patient(
     pseudo = pseudonymizer(plan.config.pseudonymize_key)
     if pseudo is not None:  # headers carry pseudonyms already; only the URLs remain
         records = [pseudo.scrub_urls(r, [h.url for h in headers]) for r in records]
-    return [*selected_by_source(pairings, plan.config), *records]
+    selected = selected_by_source(pairings, plan.config)
+    if plan.config.phases != "none":
+        selected = [with_phase_sources(p, headers, plan.config) for p in selected]
+    return [*selected, *records]
+
+
+def with_phase_sources(pairing: Pairing, headers: list[InstanceHeader], config: BuildConfig) -> Pairing:
+    """``pairing`` with the other acquisitions of its study attached (docs/PHASES.md); a failure to
+    find them is a warning of the case, never a quarantine (the annotation does not need them)."""
+    try:
+        sources, notes = phase_sources(pairing, headers, config)
+    except Exception as exc:
+        return replace(pairing, warnings=(*pairing.warnings, f"phase_sources_failed:{type(exc).__name__}"))
+    return replace(pairing, phase_sources=sources, warnings=(*pairing.warnings, *notes))
 
 
 def selected_by_source(pairings: Iterable[Pairing], config: BuildConfig) -> list[Pairing]:

@@ -128,6 +128,8 @@ class BuildPlan:
             updates["folds"] = int(o.folds)
         if o.features:
             updates["features"] = True
+        if o.phases not in (None, "none"):
+            updates["phases"] = str(o.phases)
         split_file = None
         if o.split_file:
             split_file = _read_split_file(o.split_file, in_opts)

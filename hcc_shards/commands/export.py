@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_storage_options(seg)
     nnunet.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id, 1..999")
     nnunet.add_argument(
+        "--phases",
+        default=None,
+        metavar="LIST",
+        help="comma-separated phases, one channel each (_0000, _0001, ...), of a dataset built with "
+        "--phases all, e.g. arterial,portal_venous; cases lacking one are left out (docs/PHASES.md)",
+    )
+    nnunet.add_argument(
         "--name", default=None, help="dataset name in DatasetNNN_<name> (default: the dataset's)"
     )
 
@@ -89,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "nnunet":
         from hcc_shards.export import export_nnunet
 
-        root = export_nnunet(ds, args.dest, args.dataset_id, name=args.name, storage_options=options)
+        phases = [p.strip() for p in args.phases.split(",") if p.strip()] if args.phases else None
+        root = export_nnunet(
+            ds, args.dest, args.dataset_id, name=args.name, storage_options=options, phases=phases
+        )
         print(f"exported {len(ds)} cases of version {ds.version} to {shown(root)}")
     else:
         from hcc_shards.export import export_nifti

@@ -9,7 +9,7 @@ images and Segmentation objects are all described by the same type: per-frame fa
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,13 @@ class InstanceHeader:
     """Manufacturer (of the equipment or software that made the object, e.g. 'QIICR' for dcmqi)."""
     content_creator_name: str = ""
     """SEG only: ContentCreatorName (a person, or the name of an algorithm)."""
+    acquisition_time: str = ""
+    """AcquisitionTime (HHMMSS.FFFFFF), else ContentTime, else SeriesTime; '' when none is given.
+    Evidence of the contrast phase (hcc_shards.phases): later acquisitions of a study are later phases."""
+    contrast_bolus_agent: str = ""
+    """ContrastBolusAgent ('' when absent: no contrast recorded, not proof of none)."""
+    contrast_bolus_start_time: str = ""
+    """ContrastBolusStartTime (HHMMSS.FFFFFF), '' when absent."""
 
     @property
     def is_seg(self) -> bool:
@@ -277,7 +284,19 @@ def header_from_dataset(
         pixel_data_length=pixel_data[1] if pixel_data else None,
         manufacturer=str(ds.get("Manufacturer", "") or ""),
         content_creator_name=str(ds.get("ContentCreatorName", "") or "") if is_seg else "",
+        acquisition_time=_first_text(get, ("AcquisitionTime", "ContentTime", "SeriesTime")),
+        contrast_bolus_agent=str(ds.get("ContrastBolusAgent", "") or "").strip(),
+        contrast_bolus_start_time=_first_text(get, ("ContrastBolusStartTime",)),
     )
+
+
+def _first_text(get: Callable[..., Any], keywords: Sequence[str]) -> str:
+    """The first of ``keywords`` with a non-empty value, as stripped text ('' when none has one)."""
+    for keyword in keywords:
+        value = get(keyword)
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return ""
 
 
 # -- helpers -------------------------------------------------------------------------------

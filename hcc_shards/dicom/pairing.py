@@ -94,6 +94,9 @@ class Pairing:
     """(SegmentNumber, label value) of the known segments."""
     unknown_segments: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    phase_sources: tuple = ()
+    """The other acquisitions of the study to store as channels (hcc_shards.dicom.phase_sources
+    ``PhaseSource``); empty unless the build asks for phases (``BuildConfig.phases``)."""
 
     @property
     def ct_series_instance_uid(self) -> str:

@@ -33,6 +33,7 @@ from hcc_shards.format import (
     MANIFEST_FILE,
     READABLE_VERSIONS,
     V1_LABEL_ARRAY,
+    ZARR_JSON,
     foreground_path,
     metadata_path,
     version_path,
@@ -377,6 +378,7 @@ class Case:
         self.metadata: dict[str, Any] = record
         """The case's manifest row (column -> value)."""
         self._opened: tuple[dict[str, Any], LazyArray, LazyArray] | None = None
+        self._channels: dict[int, LazyArray] = {}
         self._foreground: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -494,6 +496,54 @@ class Case:
         return self._open()[2]
 
     @property
+    def phases(self) -> list[dict[str, Any]]:
+        """The image's phase channels (docs/PHASES.md): entry 0 is the annotated image itself (array
+        ``0``), entries 1.. the study's other acquisitions on its grid (``phases/<n>``). Each has
+        ``phase``, ``confidence``, ``evidence``, ``coverage``, ``flags``. Empty for a build without
+        phases."""
+        entries = self.attributes.get("phases")
+        return list(entries) if isinstance(entries, list) else []
+
+    def channel(self, index: int) -> LazyArray:
+        """int16 HU volume of channel ``index`` of :attr:`phases` (0: :attr:`image`), on the image's grid;
+        voxels outside the acquisition's field read -1024."""
+        if index == 0:
+            return self.image
+        cached = self._channels.get(index)
+        if cached is not None:
+            return cached
+        entries = self.phases
+        if not 0 < index < len(entries):
+            raise KeyError(f"case {self.case_id!r} has {len(entries) or 1} channel(s); no channel {index}")
+        store = self.dataset.store
+        rel = f"{self.image_path}/{entries[index]['array']}"
+        raw = store.read(f"{rel}/{ZARR_JSON}")
+        if raw is None:
+            raise FormatError(f"case {self.case_id!r}: {store.url(f'{rel}/{ZARR_JSON}')} is missing")
+        meta = parse_array_meta(_json(raw, store.url(f"{rel}/{ZARR_JSON}")), where=store.url(rel))
+        if tuple(meta.shape) != self.image.shape:
+            raise FormatError(f"{store.url(rel)}: shape {meta.shape} != image shape {self.image.shape}")
+        arr = LazyArray(
+            store,
+            rel,
+            meta,
+            name=f"case {self.case_id!r} channel {index}",
+            index_cache=self.dataset._index_cache,
+        )
+        self._channels[index] = arr
+        return arr
+
+    def channel_for(self, phase: str) -> int | None:
+        """Index of the channel assigned ``phase`` (the annotated image first, then the most confident
+        one); None when no channel has it."""
+        hits = [
+            (i != 0, -float(e.get("confidence") or 0.0), i)
+            for i, e in enumerate(self.phases)
+            if e.get("phase") == phase
+        ]
+        return min(hits)[2] if hits else None
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         """Volume shape (z, y, x), from the manifest (no I/O)."""
         return tuple(int(s) for s in self.metadata["shape_zyx"])  # type: ignore[return-value]
@@ -566,16 +616,19 @@ class Case:
         *,
         image_pad: int = IMAGE_PAD,
         label_pad: int = LABEL_PAD,
+        channels: Sequence[int] = (),
     ) -> FetchedRegions:
         """The I/O half of :meth:`read_region`: the stored bytes of image and label, fetched in one batch.
 
         ``.assemble()`` on the result verifies, decodes and returns ``(image, label)`` (CPU only), so a
-        background thread can fetch the next region while the caller decodes this one.
+        background thread can fetch the next region while the caller decodes this one. ``channels``:
+        indices into :attr:`phases` (not 0) whose regions follow, in that order, in the same batch.
         """
         return fetch_regions(
             [
                 RegionRequest(self.image, tuple(start), tuple(stop), image_pad),
                 RegionRequest(self.label, tuple(start), tuple(stop), label_pad),
+                *(RegionRequest(self.channel(i), tuple(start), tuple(stop), image_pad) for i in channels),
             ]
         )
 

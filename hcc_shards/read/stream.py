@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +51,11 @@ class Patch:
     """bool (labels,): whether the case annotates each foreground label, in label-value order
     (``Dataset.label_names``). Where False the label array says nothing of that label (its voxels
     read 0, unknown rather than background): mask that channel out of the loss."""
+    phases: tuple[str, ...] | None = None
+    """With ``PatchStream(channels=...)``: the phase of each channel of ``image`` (C, z, y, x)
+    (docs/PHASES.md); None for a single-channel image (z, y, x)."""
+    channel_present: np.ndarray | None = None
+    """bool (C,): whether each channel was stored for this case (False: it reads -1024 everywhere)."""
 
     @property
     def geometry(self) -> Geometry:
@@ -59,7 +64,7 @@ class Patch:
             raise ValueError(
                 f"patch {self.spec.position} of {self.spec.case_id!r} was made without an affine"
             )
-        return Geometry(shape=self.image.shape, affine=self.affine)  # type: ignore[arg-type]
+        return Geometry(shape=self.image.shape[-3:], affine=self.affine)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for collate functions): image, label, annotated, case_id, position, start, padding,
@@ -73,7 +78,30 @@ class Patch:
             "start": np.asarray(self.spec.start, dtype=np.int64),
             "padding": self.spec.padding,
             "affine": self.affine,
+            **self._channel_items(),
         }
+
+    def _channel_items(self) -> dict[str, Any]:
+        if self.phases is None:
+            return {}
+        return {"phases": list(self.phases), "channel_present": self.channel_present}
+
+
+ALL_CHANNELS = "all"
+"""``PatchStream(channels=ALL_CHANNELS)``: every stored channel of each case, in stored order."""
+
+
+def channel_plan(case: Any, channels: str | tuple[str, ...]) -> tuple[list[int | None], tuple[str, ...]]:
+    """(Channel index per output channel, None where the case lacks it; the phase of each).
+
+    ``all``: every channel the case stores (just the image in a build without phases); a tuple of
+    phase names: per name the case's channel with that phase (:meth:`Case.channel_for`)."""
+    entries = case.phases
+    if channels == ALL_CHANNELS:
+        if not entries:
+            return [0], ("unknown",)
+        return list(range(len(entries))), tuple(str(e.get("phase") or "unknown") for e in entries)
+    return [case.channel_for(p) for p in channels], tuple(channels)
 
 
 class PatchStream:
@@ -96,6 +124,7 @@ class PatchStream:
         threads: int = 4,
         fetch_ahead: int = 1,
         worker_info: WorkerInfo = single_worker,
+        channels: str | Sequence[str] | None = None,
     ) -> None:
         if uneven not in ("pad", "drop"):
             raise ValueError(f"uneven must be 'pad' or 'drop', got {uneven!r}")
@@ -122,6 +151,15 @@ class PatchStream:
         leaves the consuming thread. Local files are always read on demand."""
         self.worker_info = worker_info
         """Worker discovery; replaced by the PyTorch adapter and by tests."""
+        if isinstance(channels, str) and channels != ALL_CHANNELS:
+            raise ValueError(
+                f"channels must be None, {ALL_CHANNELS!r} or a list of phase names, got {channels!r}"
+            )
+        self.channels: str | tuple[str, ...] | None = (
+            channels if channels is None or isinstance(channels, str) else tuple(str(c) for c in channels)
+        )
+        """None: image patches (z, y, x) of the annotated image; ``all`` or phase names: (C, z, y, x)
+        patches of its phase channels (docs/PHASES.md)."""
         self.epoch = 0
         """Current epoch."""
         self.position = 0
@@ -170,18 +208,37 @@ class PatchStream:
 
     def _fetch(self, spec: PatchSpec) -> FetchedRegions:
         case = self.dataset.case(spec.case_id)
-        return case.fetch_region(spec.start, spec.stop, image_pad=IMAGE_PAD, label_pad=LABEL_PAD)
+        extra: list[int] = []
+        if self.channels is not None:
+            plan, _ = channel_plan(case, self.channels)
+            extra = [i for i in plan if i]
+        return case.fetch_region(
+            spec.start, spec.stop, image_pad=IMAGE_PAD, label_pad=LABEL_PAD, channels=extra
+        )
 
     def _assemble(self, spec: PatchSpec, fetched: FetchedRegions) -> Patch:
-        image, label = fetched.assemble()
+        image, label, *stored = fetched.assemble()
+        case = self.dataset.case(spec.case_id)
         # The case's zarr.json (which holds its affine) was read to fetch the region: no extra I/O.
-        affine = self.dataset.case(spec.case_id).geometry.region(spec.start, spec.size).affine
+        affine = case.geometry.region(spec.start, spec.size).affine
+        phases = present = None
+        if self.channels is not None:
+            plan, phases = channel_plan(case, self.channels)
+            by_index = dict(zip([i for i in plan if i], stored, strict=True))
+            planes = [
+                image if i == 0 else by_index[i] if i is not None else np.full_like(image, IMAGE_PAD)
+                for i in plan
+            ]
+            image = np.stack(planes)
+            present = np.array([i is not None for i in plan], dtype=bool)
         return Patch(
             image=image,
             label=label,
             spec=spec,
             affine=affine,
             annotated=annotated_mask(self.dataset, spec.case_id),
+            phases=phases,
+            channel_present=present,
         )
 
     def generate(
@@ -355,4 +412,9 @@ def stack(patches: list[Patch]) -> dict[str, np.ndarray]:
         "padding": np.array([p.spec.padding for p in patches], dtype=bool),
         "case_id": np.array([p.spec.case_id for p in patches]),
         "affine": np.stack([p.geometry.affine for p in patches]),
+        **(
+            {"channel_present": np.stack([p.channel_present for p in patches])}
+            if patches and patches[0].channel_present is not None
+            else {}
+        ),
     }

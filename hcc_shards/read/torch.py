@@ -87,6 +87,8 @@ class PatchDataset(IterableDataset):
             item["start"] = torch.from_numpy(item["start"])
             item["affine"] = torch.tensor(item["affine"], dtype=torch.float64)  # the affine is read-only
             item["annotated"] = torch.from_numpy(item["annotated"])
+            if "channel_present" in item:  # a stream with channels: image is (C, z, y, x)
+                item["channel_present"] = torch.from_numpy(item["channel_present"])
             yield self.transform(item) if self.transform is not None else item
 
 

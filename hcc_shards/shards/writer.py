@@ -45,6 +45,7 @@ from hcc_shards.format import (
     LABELS_GROUP,
     OME,
     OME_VERSION,
+    PHASES_GROUP,
     array_path,
     checksum_prefix,
     image_path,
@@ -151,11 +152,15 @@ def write_image(
     storage_options: dict[str, Any] | None = None,
     *,
     split: str,
+    phases: tuple[dict[str, Any], Sequence[Any]] | None = None,
 ) -> list[ManifestRow]:
     """Write the annotations ``cases`` of one image per docs/FORMAT.md; their rows, in ``cases`` order.
 
     Every case holds the same image (same ``stored_image_id``, geometry and values): the image is
-    stored once, each label once under ``labels/<case_id>``.
+    stored once, each label once under ``labels/<case_id>``. ``phases``: (the image's own entry, the
+    :class:`hcc_shards.channels.PhaseChannel` list) of a build with phases; each channel is stored
+    as ``phases/<n>`` beside ``0`` and the entries as the image attribute ``phases``
+    (docs/PHASES.md). None writes no phase (as a build without them).
     """
     if not cases:
         raise ValueError("write_image needs at least one case")
@@ -193,6 +198,8 @@ def write_image(
         fs.rm(path, recursive=True)
 
     image_attrs = image_attributes(first, [c.case_id for c in cases], config)
+    if phases is not None:
+        image_attrs["phases"] = [phases[0], *(c.attrs for c in phases[1])]
     docs: dict[str, Any] = {}
     root = zarr.create_group(
         MemoryStore(docs),
@@ -205,6 +212,10 @@ def write_image(
         storage.put_objects(fs, {f"{path}/{key}": blob})
 
     _write_volume(root, ARRAY, first.image, IMAGE_FILL, config, put_shard)
+    if phases is not None:
+        phase_group = root.create_group(PHASES_GROUP)
+        for n, channel in enumerate(phases[1], start=1):
+            _write_volume(phase_group, str(n), channel.image, IMAGE_FILL, config, put_shard)
     labels = root.create_group(LABELS_GROUP, attributes={OME: {"version": OME_VERSION, "labels": list(ids)}})
     rows: list[ManifestRow] = []
     for case in cases:
