@@ -52,6 +52,8 @@ def test_beam_flags_pass_and_typos_do_not() -> None:
         (["build", "{cohort}", "gss://bucket/x"], 4, "unknown or unavailable URL scheme 'gss'"),
         (["build", "{tmp}/no-such-folder", "{out}"], 3, "does not exist"),
         (["build", "{cohort}", "{out}/LATEST.json"], 5, "is a file"),
+        # procfs refuses new entries even to root (a chmod-ed folder would not stop root).
+        (["build", "{cohort}", "/proc/hcc-shards-out"], 5, "cannot be written"),
         (["plan", "gss://bucket/x"], 4, "URL scheme 'gss'"),
         (["plan", "{tmp}/no-such-folder"], 3, "does not exist"),
     ],
@@ -67,6 +69,16 @@ def test_operator_mistake_exit_codes(
 
 
 @pytest.mark.slow
+def test_unwritable_bucket_is_found_before_any_work(s3, small_cohort: str, capsys) -> None:
+    """OUTPUT in a bucket that does not exist: the write probe fails, one line, exit 5, nothing read."""
+    options = json.dumps(s3.storage_options)
+    code = cli_main(
+        ["build", small_cohort, "s3://no-such-bucket-hcc/out", "--storage-options", options, "--quiet"]
+    )
+    assert code == 5
+    assert "cannot be written" in _one_line(capsys.readouterr().err)
+
+
 def test_empty_build_leaves_latest_unless_allowed(built: Path, tmp_path: Path, capsys) -> None:
     junk = tmp_path / "junk"
     junk.mkdir()
