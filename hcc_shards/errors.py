@@ -67,6 +67,12 @@ class EmptyBuildError(OperatorError):
     exit_code = 6
 
 
+class OutputLockedError(OperatorError):
+    """Another build holds OUTPUT's lease (hcc_shards.lease) and did not let go within --lock-wait."""
+
+    exit_code = 7
+
+
 class PredictionError(HccShardsError, ValueError):
     """Predictions that cannot be written back: an unknown case, a wrong shape or label value, a set
     name already taken. Raised before anything is written."""

@@ -28,6 +28,7 @@ __all__ = [
     "INTENSITY_PNG",
     "LABELS_GROUP",
     "LATEST_FILE",
+    "LEASE_FILE",
     "MANIFEST_FILE",
     "OME",
     "OME_VERSION",
@@ -70,6 +71,9 @@ image group per CT image, one label image per annotation under its ``labels/``).
 
 LATEST_FILE = "LATEST.json"
 """Pointer to the newest committed version, directly under OUTPUT; written last."""
+LEASE_FILE = ".hcc-shards-lease.json"
+"""Lease of the build that is writing OUTPUT now, directly under OUTPUT (section "Concurrent
+builds"); absent when no build runs. Not part of any version: readers never look at it."""
 VERSIONS_DIR = "versions"
 """Folder under OUTPUT holding one version root per build configuration."""
 DATASET_FILE = "dataset.json"

@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 NOT_YET_CHECKED: frozenset[str] = frozenset()
 """Modules not scanned yet (none: every module uses the names of hcc_shards.format)."""
-"""Modules not scanned yet (temporary)."""
 
 ALLOWED = frozenset(
     {

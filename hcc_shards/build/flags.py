@@ -166,6 +166,12 @@ FLAGS: tuple[Flag, ...] = (
         plan=False,
     ),
     Flag(
+        "lock_wait",
+        "Seconds to wait when another build holds OUTPUT's lease (default 0: stop at once, exit 7).",
+        {"type": float, "default": 0.0, "metavar": "SECONDS"},
+        plan=False,
+    ),
+    Flag(
         "clinical",
         "Clinical table (CSV, TSV, XLSX or Parquet, any fsspec URL) joined per patient into "
         f"{CLINICAL_FILE}; problems are reported, never fatal.",

@@ -26,6 +26,7 @@ from hcc_shards.build.inputs import (
 from hcc_shards.build.plan import BuildPlan
 from hcc_shards.errors import EmptyBuildError
 from hcc_shards.format import DATASET_FILE
+from hcc_shards.lease import Lease, process_alive
 from hcc_shards.preflight import check_input, check_output, check_scheme
 from hcc_shards.shards import read_latest
 from hcc_shards.shards.atomic import read_json
@@ -42,7 +43,8 @@ def launch(
     local: bool,
     progress: bool = True,
 ) -> Summary:
-    """Check INPUT and OUTPUT, run ``run(plan)`` (an engine), show progress, return the summary.
+    """Check INPUT and OUTPUT, take OUTPUT's lease (hcc_shards.lease), run ``run(plan)`` (an engine),
+    show progress, release the lease, return the summary.
 
     ``local``: the engine's workers share this machine's disk, so they report progress into a
     folder of it. An engine that hands no summary back (a remote runner) leaves it in the output's
@@ -55,6 +57,9 @@ def launch(
         if local and plan.progress_dir is None:
             plan = replace(plan, progress_dir=tmp)
         preflight(plan)
+        lease = None if plan.dry_run else Lease(plan.output_url, plan.output_storage_options)
+        if lease is not None:
+            lease.acquire(plan.lock_wait_s)
         stop = threading.Event()
         watcher = view = None
         if progress and plan.progress_dir:
@@ -69,6 +74,8 @@ def launch(
             stop.set()
             if watcher is not None:
                 watcher.join(timeout=5)
+            if lease is not None:
+                lease.release()
         if view is not None:
             view.close(_stages(plan))
         summary = summary or summary_of(plan)
@@ -100,21 +107,11 @@ def remove_stale_progress_dirs(root: str | None = None) -> list[str]:
     removed = []
     for path in glob.glob(os.path.join(root, f"{PROGRESS_PREFIX}*")):
         pid = os.path.basename(path)[len(PROGRESS_PREFIX) :].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def preflight(plan: BuildPlan) -> None:

@@ -53,6 +53,8 @@ class BuildPlan:
     """Redistribute listing tasks and files across workers before indexing (pipelines.beam.transforms)."""
     allow_empty: bool = False
     """Commit a version with no case (otherwise such a build commits nothing)."""
+    lock_wait_s: float = 0.0
+    """How long the launcher waits for another build's lease on OUTPUT (hcc_shards.lease)."""
     input_index: tuple[dict[str, Any], ...] = field(default=(), hash=False)
     """Per ``idc://`` entry, what the index says the build touches and which index said it
     (:meth:`hcc_shards.idc.IdcSelection.record`); kept in dataset.json's summary. The analysis result
@@ -75,6 +77,8 @@ class BuildPlan:
             raise ConfigError(f"--limit must be >= 0, got {self.limit}")
         if self.target_join not in ("side_input", "grouped"):
             raise ConfigError(f"--target_join must be 'side_input' or 'grouped', got {self.target_join!r}")
+        if self.lock_wait_s < 0:
+            raise ConfigError(f"--lock_wait must be >= 0 seconds, got {self.lock_wait_s:g}")
         if self.listing_shards < 1:
             raise ConfigError(f"--listing_shards must be >= 1, got {self.listing_shards}")
         for entry in input_entries(self.input_url):
@@ -151,6 +155,7 @@ class BuildPlan:
                 target_join=o.target_join,
                 spread_inputs=o.spread_inputs != "false",
                 allow_empty=bool(o.allow_empty),
+                lock_wait_s=float(o.lock_wait or 0.0),
                 clinical_url=clinical,
                 clinical_key=str(o.clinical_key or ""),
                 split_file=split_file,
