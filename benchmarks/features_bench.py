@@ -1,6 +1,6 @@
 """Radiomics in the build (not part of CI): features per case and per core against pyradiomics alone.
 
-    ~/.cache/hcc-shards/envs/main/bin/python benchmarks/features_bench.py --cases 4 --workers 2
+    ~/.cache/hcc-shards/envs/main/bin/python benchmarks/features_bench.py --cases 48 --workers 2 --alone-cases 8
 
 On ``--cases`` full-size synthetic cases (benchmarks/bench_cases.py: 90 x 512 x 512 at 2.5 x 0.70 x
 0.70 mm, clones of one case), in one run:
@@ -8,7 +8,7 @@ On ``--cases`` full-size synthetic cases (benchmarks/bench_cases.py: 90 x 512 x 
 - ``build``: ``pipelines.build`` on DirectRunner with ``--workers`` processes, without and with
   ``--features``; the difference per case is what the features cost inside the build;
 - ``alone``: :func:`hcc_shards.features.case_features` (pyradiomics-bhklab) on each stored case's
-  arrays, one process, one label after the other;
+  arrays (the first ``--alone-cases``), one process, one label after the other;
 - ``labels``: the same with the two labels of a case in two processes (parallel within a case).
 
 Numeric libraries get one thread each (OMP/ITK), so per core means per worker process.
@@ -79,6 +79,13 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument(
+        "--alone-cases",
+        type=int,
+        default=0,
+        help="time pyradiomics alone on the first N stored cases only (0: all); the cases are clones of "
+        "one case, so every case costs the same",
+    )
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="features-bench-"))
     bench_cases.write_case(work / "case", seed=0, index=9, slices=90, dz=2.5, dxy=0.7)
@@ -94,8 +101,11 @@ def main() -> int:
     print(f"features in the build    {extra:7.2f} s/case wall, {extra * args.workers:.2f} s/case per core")
     vdir = next((work / "feats" / "versions").iterdir())
     alone, per_label, split = [], [], []
+    sample = args.alone_cases or n
     with ProcessPoolExecutor(max_workers=len(FEATURE_LABELS)) as pool:
-        for row, image, label in _arrays(vdir):
+        for k, (row, image, label) in enumerate(_arrays(vdir)):
+            if k >= sample:
+                break
             t = time.perf_counter()
             case_features(row.case_id, row.patient_id, image, label, row.spacing_zyx)
             alone.append(time.perf_counter() - t)
@@ -103,11 +113,13 @@ def main() -> int:
             t = time.perf_counter()
             per_label.append(list(pool.map(_one_label, jobs)))
             split.append(time.perf_counter() - t)
-    print(f"pyradiomics alone        {sum(alone) / n:7.2f} s/case (one core)")
+    m = len(alone)
+    print(f"pyradiomics alone        {sum(alone) / m:7.2f} s/case (one core, {m} cases)")
     print(
-        f"  liver, tumour          {sum(p[0] for p in per_label) / n:.2f}, {sum(p[1] for p in per_label) / n:.2f} s/case"
+        f"  liver, tumour          {sum(p[0] for p in per_label) / m:.2f}, {sum(p[1] for p in per_label) / m:.2f} s/case"
     )
-    print(f"labels in 2 processes    {sum(split) / n:7.2f} s/case wall")
+    print(f"labels in 2 processes    {sum(split) / m:7.2f} s/case wall")
+    print(f"in-build / alone         {extra * args.workers / (sum(alone) / m):7.2f} (per core)")
     return 0
 
 

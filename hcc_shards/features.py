@@ -45,7 +45,7 @@ SETTINGS: tuple[tuple[str, Any], ...] = (
     ("labels", ",".join(n for _, n in FEATURE_LABELS)),
 )
 """Extraction settings, recorded in dataset.json and DATASET.md."""
-_KEYS = ("case_id", "patient_id", "label", "error")
+_KEYS = ("case_id", "patient_id", "label", "channel", "phase", "error")
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,21 @@ class FeatureRow:
     """(pyradiomics feature name ``original_<class>_<name>``, value)."""
     error: str = ""
     """Why the library gave no features for this label ('' when it did)."""
+    channel: int = 0
+    """Image channel the features are of: 0 the annotated image, n the phase channel ``phases/<n>``."""
+    phase: str = ""
+    """Phase of that channel (docs/PHASES.md); '' in a build without ``--phases all``."""
 
 
-def extractor():
-    """The pyradiomics extractor of :data:`SETTINGS` (the one the tests run directly too)."""
+def extractor(bin_width: float = BIN_WIDTH):
+    """The pyradiomics extractor of :data:`SETTINGS` (the one the tests run directly too).
+
+    ``bin_width`` other than :data:`BIN_WIDTH` is for the IBSI phantom test (bin width 1 keeps its grey levels).
+    """
     from radiomics import featureextractor
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
-    ext = featureextractor.RadiomicsFeatureExtractor(binWidth=BIN_WIDTH)
+    ext = featureextractor.RadiomicsFeatureExtractor(binWidth=bin_width)
     ext.disableAllImageTypes()
     ext.enableImageTypeByName("Original")
     ext.disableAllFeatures()
@@ -89,9 +96,16 @@ def sitk_pair(image: np.ndarray, label: np.ndarray, spacing_zyx: Sequence[float]
 
 
 def case_features(
-    case_id: str, patient_id: str, image: np.ndarray, label: np.ndarray, spacing_zyx: Sequence[float]
+    case_id: str,
+    patient_id: str,
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing_zyx: Sequence[float],
+    *,
+    channel: int = 0,
+    phase: str = "",
 ) -> tuple[FeatureRow, ...]:
-    """Steps 1-3 of the module docstring."""
+    """Steps 1-3 of the module docstring, for the image of ``channel`` (in ``phase``)."""
     img, msk = sitk_pair(image, label, spacing_zyx)
     ext = extractor()
     rows = []
@@ -101,25 +115,29 @@ def case_features(
         try:
             out = ext.execute(img, msk, label=value)
         except (ValueError, RuntimeError) as e:  # pyradiomics refuses e.g. a one-voxel mask
-            rows.append(FeatureRow(case_id, patient_id, name, (), f"{type(e).__name__}: {e}"))
+            error = f"{type(e).__name__}: {e}"
+            rows.append(FeatureRow(case_id, patient_id, name, (), error, channel, phase))
             continue
         values = tuple((k, float(np.asarray(v))) for k, v in out.items() if k.startswith("original_"))
-        rows.append(FeatureRow(case_id, patient_id, name, values))
+        rows.append(FeatureRow(case_id, patient_id, name, values, "", channel, phase))
     return tuple(rows)
 
 
 def features_table(rows: Sequence[FeatureRow]) -> pa.Table:
-    """features.parquet: case_id, patient_id, label, error, then one float64 column per feature."""
-    ordered = sorted(rows, key=lambda r: (r.case_id, r.label))
+    """features.parquet: case_id, patient_id, label, channel, phase, error, then one float64 column
+    per feature; one row per case, label and channel."""
+    ordered = sorted(rows, key=lambda r: (r.case_id, r.label, r.channel))
     names = sorted({k for r in ordered for k, _ in r.values})
     cols: dict[str, list[Any]] = {k: [] for k in (*_KEYS, *names)}
     for r in ordered:
         vals = dict(r.values)
-        for k, v in zip(_KEYS, (r.case_id, r.patient_id, r.label, r.error), strict=True):
+        keys = (r.case_id, r.patient_id, r.label, r.channel, r.phase, r.error)
+        for k, v in zip(_KEYS, keys, strict=True):
             cols[k].append(v)
         for n in names:
             cols[n].append(vals.get(n))
-    schema = pa.schema([(k, pa.string()) for k in _KEYS] + [(n, pa.float64()) for n in names])
+    key_types = [pa.int64() if k == "channel" else pa.string() for k in _KEYS]
+    schema = pa.schema([*zip(_KEYS, key_types, strict=True), *((n, pa.float64()) for n in names)])
     return pa.table(cols, schema=schema)
 
 
@@ -128,5 +146,15 @@ def rows_of_table(table: pa.Table) -> tuple[FeatureRow, ...]:
     out = []
     for d in table.to_pylist():
         values = tuple((k, float(v)) for k, v in d.items() if k not in _KEYS and v is not None)
-        out.append(FeatureRow(d["case_id"], d["patient_id"], d["label"], values, d["error"] or ""))
+        out.append(
+            FeatureRow(
+                d["case_id"],
+                d["patient_id"],
+                d["label"],
+                values,
+                d["error"] or "",
+                int(d.get("channel") or 0),
+                str(d.get("phase") or ""),
+            )
+        )
     return tuple(out)

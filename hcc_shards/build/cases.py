@@ -7,10 +7,11 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from hcc_shards import storage
@@ -21,7 +22,7 @@ from hcc_shards.build.pair import CaseKey, case_key, case_sort_key, image_group_
 from hcc_shards.build.plan import BuildPlan
 from hcc_shards.build.target import BuildTarget
 from hcc_shards.case import Case
-from hcc_shards.channels import phase_channels
+from hcc_shards.channels import FILL_HU, phase_channels
 from hcc_shards.dicom.decode import decode_image_group, provenance_of, record_for
 from hcc_shards.dicom.pairing import Pairing
 from hcc_shards.errors import QuarantineError
@@ -153,16 +154,6 @@ def _written(
     cases = [r for r in results if isinstance(r, Case)]
     stage[0] = "resample"
     cases = resample_cases(cases, config.target_spacing, config)
-    feats: dict[str, tuple[FeatureRow, ...]] = {}
-    if config.features:
-        stage[0] = "features"
-        for case in cases:
-            feats[case.case_id] = case_features(
-                case.case_id, case.provenance.patient_id, case.image, case.label, case.geometry.spacing
-            )
-            with_retries(
-                lambda c=case: write_case_features(target.version_url, c.case_id, feats[c.case_id], plan)
-            )
     phases = None
     if cases and config.phases != "none":
         stage[0] = "phases"
@@ -172,6 +163,14 @@ def _written(
         phases = (own, channels)
         if notes:
             cases = [replace(c, warnings=(*c.warnings, *notes)) for c in cases]
+    feats: dict[str, tuple[FeatureRow, ...]] = {}
+    if config.features:
+        stage[0] = "features"
+        for case in cases:
+            feats[case.case_id] = channel_features(case, phases)
+            with_retries(
+                lambda c=case: write_case_features(target.version_url, c.case_id, feats[c.case_id], plan)
+            )
     stage[0] = "write"
     rows: list[ManifestRow] = []
     if cases:
@@ -240,6 +239,33 @@ def _same_identity(row: ManifestRow, key: CaseKey, pairing: Pairing) -> bool:
 def features_url(vurl: str, case_id: str) -> str:
     """Per-case features, written before the case's marker so a resumed case keeps them."""
     return storage.join(vurl, features_path(case_id))
+
+
+def channel_features(
+    case: Case, phases: tuple[dict[str, Any], Sequence[Any]] | None
+) -> tuple[FeatureRow, ...]:
+    """Features of ``case``'s labels on the annotated image and, with phases, on every phase channel.
+
+    A phase channel that does not cover the whole field holds the fill value outside its field;
+    those voxels are left out of its masks, so no feature sees padding."""
+    images = [(0, phases[0]["phase"] if phases else "", case.image)]
+    if phases:
+        images += [(n, ch.attrs["phase"], ch.image) for n, ch in enumerate(phases[1], start=1)]
+    rows: list[FeatureRow] = []
+    for channel, phase, image in images:
+        label = (
+            case.label if channel == 0 else np.where(image == FILL_HU, 0, case.label).astype(case.label.dtype)
+        )
+        rows += case_features(
+            case.case_id,
+            case.provenance.patient_id,
+            image,
+            label,
+            case.geometry.spacing,
+            channel=channel,
+            phase=phase,
+        )
+    return tuple(rows)
 
 
 def write_case_features(vurl: str, case_id: str, rows: tuple[FeatureRow, ...], plan: BuildPlan) -> None:

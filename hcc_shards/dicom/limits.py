@@ -140,7 +140,9 @@ def check_inflated(chunks: Iterable[bytes | memoryview], url: str, limit: int | 
                         Reason.FILE_TOO_LARGE, _message(url, _cap(known), total, compressed, known)
                     )
                 data = inflater.unconsumed_tail
-                if not data and len(out) < step:
+                # A byte after the end of the stream (a dataset padded to even length) stays in
+                # unconsumed_tail once eof is reached: nothing more will come out of it.
+                if inflater.eof or (not data and len(out) < step):
                     break
             if inflater.eof:
                 break

@@ -15,6 +15,7 @@ from hcc_shards.quarantine import QuarantineRecord
 from hcc_shards.shards import card_facts
 from hcc_shards.shards.card_annotations import annotation_lines
 from hcc_shards.shards.card_clinical import research_sections
+from hcc_shards.shards.card_phases import phase_lines
 from hcc_shards.shards.label_stats import label_table
 from hcc_shards.shards.manifest import SPLITS, ManifestRow
 from hcc_shards.shards.research import Research
@@ -158,6 +159,7 @@ def dataset_card(
             )
         lines.append("")
     lines += annotation_lines(rows)
+    lines += phase_lines(rows)
     lines += research_sections(research)
     colours = ", ".join(f"{lab.display} rgba{tuple(lab.rgba)}" for lab in LABELS)
     lines += [

@@ -234,7 +234,21 @@ def _feature_lines(research: Research) -> list[str]:
         return []
     names = [n for n in f.column_names if n.startswith("original_")]
     by_class = Counter(n.split("_")[1] for n in names)
-    lines = ["## Radiomics features", "", f"{f.num_rows} rows (case x label), {len(names)} features.", ""]
+    keys = ("label", "channel", "phase")
+    rows = f.select([k for k in keys if k in f.column_names]).to_pylist()
+    per = Counter((r["label"], r.get("phase") or "") for r in rows)
+    errors = sum(1 for e in (f.column("error").to_pylist() if "error" in f.column_names else []) if e)
+    lines = [
+        "## Radiomics features",
+        "",
+        f"{f.num_rows} rows (case x label x channel), {len(names)} features, {errors} rows where the "
+        "library gave none.",
+        "",
+        "| label | phase | rows |",
+        "|---|---|---|",
+        *[f"| {md_cell(lab)} | {md_cell(ph or 'n/a')} | {n} |" for (lab, ph), n in sorted(per.items())],
+        "",
+    ]
     lines += [
         "| class | features |",
         "|---|---|",

@@ -123,6 +123,14 @@ class ManifestRow:
     dice_aorta: float | None = None
     fold: int | None = None
     """Cross-validation fold (0-based) of a patient outside test; None when the build assigns no folds."""
+    phases: tuple[str, ...] = ()
+    """Phase of each stored channel of the image, channel 0 (the annotated image) first
+    (docs/PHASES.md); empty without ``--phases all``."""
+    phase_confidence: tuple[float, ...] = ()
+    """Confidence of each entry of ``phases``, in [0, 1]."""
+    phase_flags: tuple[str, ...] = ()
+    """``<channel>:<flag>`` for each flag of a phase channel (``partial_coverage``, ``moved``,
+    ``consistency_unchecked``)."""
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -134,6 +142,7 @@ class ManifestRow:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManifestRow:
+        data = {**{c: [] for c in ADDED_COLUMNS if c not in data}, **data}
         missing = [c for c in MANIFEST_COLUMNS if c not in data]
         extra = [c for c in data if c not in MANIFEST_COLUMNS]
         if missing or extra:
@@ -160,6 +169,9 @@ class ManifestRow:
         for name in ("hu_p005", "hu_mean", "hu_p995"):
             kw[name] = float(kw[name])
         kw["fold"] = None if kw["fold"] is None else int(kw["fold"])
+        kw["phases"] = tuple(str(v) for v in (kw["phases"] or ()))
+        kw["phase_confidence"] = tuple(float(v) for v in (kw["phase_confidence"] or ()))
+        kw["phase_flags"] = tuple(str(v) for v in (kw["phase_flags"] or ()))
         return cls(**kw)
 
     def annotates(self, name: str) -> bool:
@@ -181,6 +193,9 @@ class ManifestRow:
 
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ManifestRow))
 """Column names of manifest.parquet, in order (fixed by docs/FORMAT.md)."""
+ADDED_COLUMNS: tuple[str, ...] = ("phases", "phase_confidence", "phase_flags")
+"""Columns added to format 2 after its first datasets (an addition, docs/FORMAT.md): a row or a
+completion marker written before them reads as empty lists."""
 
 _I3 = pa.list_(pa.int64())
 _F3 = pa.list_(pa.float64())
@@ -224,6 +239,9 @@ MANIFEST_SCHEMA = pa.schema(
         ("reference_case_id", pa.string()),
         *[(f"dice_{lab.name}", pa.float64()) for lab in LABELS],
         ("fold", pa.int64()),
+        ("phases", pa.list_(pa.string())),
+        ("phase_confidence", pa.list_(pa.float64())),
+        ("phase_flags", pa.list_(pa.string())),
     ]
 )
 """Arrow schema of manifest.parquet; its names are :data:`MANIFEST_COLUMNS`."""

@@ -221,6 +221,8 @@ def write_image(
     for case in cases:
         rows.append(_write_annotation(case, labels, image_attrs, config, split, put_shard))
     rows = _with_agreement(cases, rows)
+    if phases is not None:
+        rows = [_with_phases(r, image_attrs["phases"]) for r in rows]
     storage.put_objects(fs, {f"{path}/{key}": buf.to_bytes() for key, buf in docs.items()})
 
     for case in cases:
@@ -287,6 +289,16 @@ def write_foreground(group: zarr.Group, fg: dict[str, ClassForeground], config: 
         )
         if cf.locations.size:
             arr[...] = cf.locations
+
+
+def _with_phases(row: ManifestRow, entries: Sequence[dict[str, Any]]) -> ManifestRow:
+    """``row`` with the manifest's view of the image attribute ``phases`` (one entry per channel)."""
+    return replace(
+        row,
+        phases=tuple(str(e["phase"]) for e in entries),
+        phase_confidence=tuple(float(e["confidence"]) for e in entries),
+        phase_flags=tuple(f"{n}:{flag}" for n, e in enumerate(entries) for flag in e.get("flags", ())),
+    )
 
 
 def _with_agreement(cases: Sequence[Case], rows: list[ManifestRow]) -> list[ManifestRow]:

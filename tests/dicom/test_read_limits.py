@@ -123,6 +123,9 @@ def test_check_inflated_never_produces_more_than_a_step_past_the_limit() -> None
     deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     stream = deflater.compress(bytes(64 * MIB)) + deflater.flush()
     assert check_inflated([stream], "mem", limit=64 * MIB) == 64 * MIB
+    # Bytes after the end of the stream (the pad of an odd-length dataset) end the check too.
+    assert check_inflated([stream + b"\x00"], "mem", limit=64 * MIB) == 64 * MIB
+    assert check_inflated([stream[:1000], stream[1000:] + b"\x00\x00"], "mem") == 64 * MIB
     with pytest.raises(QuarantineError) as err:
         check_inflated([stream], "mem", limit=3 * INFLATE_STEP_BYTES + 5)
     assert err.value.code == Reason.FILE_TOO_LARGE.value

@@ -4,9 +4,11 @@ generator's truth, padding flagged, the reader's multi-channel patches and the n
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import SimpleITK as sitk
 import zarr
@@ -15,6 +17,7 @@ from pipeline_helpers import IN_PROCESS, Cohort, build
 from hcc_shards.build.local import run_local
 from hcc_shards.build.plan import BuildPlan, flag_values
 from hcc_shards.export import export_nnunet
+from hcc_shards.features import FEATURE_LABELS, extractor, sitk_pair
 from hcc_shards.read import open_dataset
 from hcc_shards.read.sampling import RandomPatches
 from hcc_shards.read.stream import PatchStream
@@ -49,7 +52,10 @@ def images(out: Path) -> list[tuple[zarr.Group, dict]]:
 def phases_build(tcia_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("phases") / "out"
     summary = run_local(
-        BuildPlan.from_flags(flag_values(input=tcia_cohort.root, output=str(out), phases="all")), workers=2
+        BuildPlan.from_flags(
+            flag_values(input=tcia_cohort.root, output=str(out), phases="all", features=True)
+        ),
+        workers=2,
     )
     assert summary.committed and summary.cases_written == summary.cases_total > 0
     return out
@@ -155,3 +161,115 @@ def test_beam_build_stores_the_same_channels(small_cohort: Cohort, tmp_path: Pat
     assert [a["image_id"] for _, a in beam] == [a["image_id"] for _, a in local]
     for (_, a), (_, b) in zip(beam, local, strict=True):
         assert a["phases"] == b["phases"] and len(a["phases"]) >= 3
+
+
+def _version(out: Path) -> Path:
+    (version,) = (out / "versions").iterdir()
+    return version
+
+
+def test_manifest_and_card_show_each_case_phases(phases_build: Path) -> None:
+    version = _version(phases_build)
+    rows = pq.read_table(version / "manifest.parquet").to_pylist()
+    by_image = {attrs["image_id"]: attrs["phases"] for _, attrs in images(phases_build)}
+    sets: dict[str, int] = {}
+    for row in rows:
+        entries = by_image[row["image_id"]]
+        assert row["phases"] == [e["phase"] for e in entries]
+        assert row["phase_confidence"] == [e["confidence"] for e in entries]
+        assert row["phase_flags"] == [f"{n}:{f}" for n, e in enumerate(entries) for f in e["flags"]]
+        key = " + ".join(sorted(set(row["phases"])))
+        sets[key] = sets.get(key, 0) + 1
+    card = (version / "DATASET.md").read_text()
+    assert f"{len(rows)} of {len(rows)} cases store phase channels" in card
+    for key, n in sets.items():
+        assert f"| {key} | {n} |" in card
+    assert "| partial_coverage |" in card  # the cohort's series have different z extents
+
+
+def test_features_per_phase_channel_equal_the_library(phases_build: Path) -> None:
+    """One row per case, label and channel; a phase channel's masks leave its padding out."""
+    version = _version(phases_build)
+    table = pq.read_table(version / "features.parquet").to_pylist()
+    ds = open_dataset(str(phases_build))
+    ext = extractor()
+    checked = 0
+    for case_id in ds.case_ids[:2]:
+        case = ds.case(case_id)
+        label = np.asarray(case.label)
+        for n, entry in enumerate(case.phases):
+            image = np.asarray(case.image) if n == 0 else np.asarray(case.channel(n))
+            mask = label if n == 0 else np.where(image == -1024, 0, label).astype(label.dtype)
+            img, msk = sitk_pair(image, mask, case.geometry.spacing)
+            for value, name in FEATURE_LABELS:
+                got = [
+                    t for t in table if t["case_id"] == case_id and t["label"] == name and t["channel"] == n
+                ]
+                if not np.any(mask == value):
+                    assert not got or got[0]["error"]
+                    continue
+                (row,) = got
+                assert row["phase"] == entry["phase"]
+                direct = ext.execute(img, msk, label=value)
+                for k in ("original_firstorder_Mean", "original_glcm_Contrast", "original_shape_VoxelVolume"):
+                    np.testing.assert_allclose(row[k], float(np.asarray(direct[k])), rtol=1e-9, err_msg=k)
+                checked += 1
+    assert checked >= 6
+    channels = {(t["case_id"], t["channel"]) for t in table}
+    assert all((cid, n) in channels for cid in ds.case_ids for n in range(len(ds.case(cid).phases))), (
+        "every channel of every case has feature rows"
+    )
+
+
+def _move_patient(root: Path, pixels_mm: float) -> str:
+    """Shift the anatomy of one unannotated CT series of the annotated study by ``pixels_mm`` along
+    x (the headers unchanged, as when the patient moved between acquisitions); its SeriesInstanceUID."""
+    import pydicom
+
+    datasets = []
+    for path in sorted(root.rglob("*.dcm")):
+        try:
+            datasets.append((path, pydicom.dcmread(path, stop_before_pixels=True)))
+        except pydicom.errors.InvalidDicomError:
+            continue
+    seg = next(ds for _, ds in datasets if ds.Modality == "SEG")
+    annotated = {s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence}
+    slices: dict[str, list[Path]] = {}
+    for path, ds in datasets:
+        if (
+            ds.Modality == "CT"
+            and ds.StudyInstanceUID == seg.StudyInstanceUID
+            and ds.SeriesInstanceUID not in annotated
+            and "LOCALIZER" not in list(ds.get("ImageType", []))
+        ):
+            slices.setdefault(ds.SeriesInstanceUID, []).append(path)
+    series, paths = max(slices.items(), key=lambda kv: len(kv[1]))
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        assert not ds.file_meta.TransferSyntaxUID.is_compressed
+        step = max(1, round(pixels_mm / float(ds.PixelSpacing[1])))
+        ds.PixelData = np.roll(ds.pixel_array, step, axis=1).tobytes()
+        ds.save_as(path)
+    return series
+
+
+def test_a_patient_who_moved_is_flagged(small_cohort: Cohort, tmp_path: Path) -> None:
+    """No registration: the channel is stored as acquired, and the rigid check flags the motion."""
+    root = tmp_path / "in"
+    shutil.copytree(Path(small_cohort.root) / "HCC_001", root / "HCC_001")
+    moved = _move_patient(root / "HCC_001", 8.0)
+    out = tmp_path / "out"
+    summary = run_local(BuildPlan.from_flags(flag_values(input=str(root), output=str(out), phases="all")))
+    assert summary.committed and summary.cases_written >= 1
+    flagged = []
+    for _, attrs in images(out):
+        for n, entry in enumerate(attrs["phases"][1:], start=1):
+            if entry["series_instance_uid"] == moved:
+                assert "moved" in entry["flags"] and entry["motion_shift_mm"][2] != 0, entry
+                flagged.append(n)
+            else:
+                assert "moved" not in entry["flags"], entry
+    assert flagged, "the moved series is a phase channel of the annotated image"
+    rows = pq.read_table(_version(out) / "manifest.parquet").to_pylist()
+    assert all(f"{flagged[0]}:moved" in r["phase_flags"] for r in rows)
+    assert "| moved |" in (_version(out) / "DATASET.md").read_text()

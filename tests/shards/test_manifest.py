@@ -70,9 +70,12 @@ EXTRA_COLUMNS = [
     "dice_portal_vein",
     "dice_aorta",
     "fold",
+    "phases",
+    "phase_confidence",
+    "phase_flags",
 ]
 """Columns added after the fixed ones: label volumes on the CT grid as acquired, then (format 2)
-the stored image and where the annotation comes from, and the fold."""
+the stored image and where the annotation comes from, the fold, and the phase channels."""
 
 
 def make_row(case_id="HCC_001_00000001", patient="HCC_001", split="train", acq=2, **kw):
@@ -121,6 +124,16 @@ def make_row(case_id="HCC_001_00000001", patient="HCC_001", split="train", acq=2
 def test_columns_are_exactly_the_contract():
     assert list(MANIFEST_COLUMNS) == ISSUE_COLUMNS + EXTRA_COLUMNS
     assert rows_to_table([make_row()]).column_names == ISSUE_COLUMNS + EXTRA_COLUMNS
+
+
+def test_rows_written_before_the_phase_columns_read_as_empty_lists():
+    old = make_row().to_dict()
+    for name in ("phases", "phase_confidence", "phase_flags"):
+        del old[name]
+    row = ManifestRow.from_dict(old)
+    assert (row.phases, row.phase_confidence, row.phase_flags) == ((), (), ())
+    with pytest.raises(FormatError, match="missing"):
+        ManifestRow.from_dict({k: v for k, v in old.items() if k != "fold"})
 
 
 def test_labels_not_annotated_are_null_in_the_table():
