@@ -2,8 +2,8 @@
 
 ``plan_idc_patient(seed, index, size)`` is, like :func:`hcc_shards.synth.plan.plan_patient`, a pure
 function. Each patient keeps the TCIA edition's manual SEG and quirk (the same
-:func:`~hcc_shards.synth.plan.quirk_for`), and gains 1 to 6 AIMI-like SEGs, as the IDC analysis
-result ``bamf_aimi_annotations`` adds them: liver and tumour only, SeriesNumber 300, written as
+:func:`~hcc_shards.synth.plan.quirk_for`), and gains up to 6 AIMI-like SEGs, as the IDC analysis
+result ``bamf_aimi_annotations`` adds them (none for about 1 patient in 6, :data:`NO_AI_RATE`): liver and tumour only, SeriesNumber 300, written as
 dcmqi writes them (hcc_shards.synth.dcmqi), AUTOMATIC ("AIMI liver-tumor AI segmentation") or,
 for some, corrected by a radiologist (SEMIAUTOMATIC, "AIMI liver-tumor radiologist 7 corrected
 segmentation"). A NO_SEG patient has AIMI SEGs but no manual one.
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,6 +65,9 @@ MAX_AIMI = 6
 """Most AIMI SEGs (predicted and corrected) of one patient, as in the index."""
 BLANK_SERIES_NUMBER = 100
 """SeriesNumber of a CT series without SeriesDescription (100, 101, ... in the index)."""
+NO_AI_RATE = 17 / 105
+"""Share of patients (after patient 4, NO_SEG patients excepted) with no AIMI SEG (17 of 105 in the
+index); decided by its own draw, so every other draw of a patient is as without it."""
 CORRECTED_RATE = 0.12
 """Share of studies with AI SEGs that also have a corrected one (25 of 164 in the index)."""
 BLANK_RATE = 0.03
@@ -123,6 +126,11 @@ def draw_profile(rng: np.random.Generator, index: int) -> Profile:
     )
 
 
+def without_ai(seed: int, index: int) -> bool:
+    """Whether patient ``index`` past the fixed profiles has no AIMI SEG (:data:`NO_AI_RATE`)."""
+    return bool(np.random.default_rng([seed, index, 0xA1]).uniform() < NO_AI_RATE)
+
+
 def plan_idc_patient(seed: int, index: int, size: str) -> PatientPlan:
     """Draw patient ``index`` of the IDC edition of cohort ``seed`` at ``size``."""
     quirk = quirk_for(seed, index)
@@ -134,6 +142,8 @@ def plan_idc_patient(seed: int, index: int, size: str) -> PatientPlan:
     annotated = 0 if rng.uniform() < 0.8 else 1
     body_fov = 2.0 * anatomy.body.axes_lp[0] + float(rng.uniform(20, 60))
     profile = draw_profile(rng, index)
+    if index > len(PROFILES) and quirk is not Quirk.NO_SEG and without_ai(seed, index):
+        profile = replace(profile, ai=(0, 0), corrected=(False, False))
     # Profile pairs are (annotated, other); studies are in date order.
     order = (annotated, 1 - annotated)
     per_study = {k: j for j, k in enumerate(order)}
