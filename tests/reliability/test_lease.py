@@ -102,15 +102,17 @@ def test_torn_lease_file_is_no_lease(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_lease_on_s3(s3) -> None:
-    """The same protocol on an object store (moto_server): write, read back, refuse, release."""
-    url = s3.make_bucket("hcc-lease") + "/out"
-    first = Lease(url, s3.storage_options).acquire()
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_lease_on_object_stores(store: str, request) -> None:
+    """The same protocol on moto_server and gcp-storage-emulator: write, read back, refuse, release."""
+    emulator = request.getfixturevalue(store)
+    url = emulator.make_bucket("hcc-lease") + "/out"
+    first = Lease(url, emulator.storage_options).acquire()
     with pytest.raises(OutputLockedError):
-        Lease(url, s3.storage_options).acquire(wait_s=0.2)
+        Lease(url, emulator.storage_options).acquire(wait_s=0.2)
     first.release()
     assert first.read() is None
-    Lease(url, s3.storage_options).acquire().release()
+    Lease(url, emulator.storage_options).acquire().release()
 
 
 def test_build_into_a_locked_output_stops_with_one_line(
