@@ -53,13 +53,13 @@ def launch(
     """
     remove_stale_progress_dirs()
     tmp = tempfile.mkdtemp(prefix=f"{PROGRESS_PREFIX}{os.getpid()}-")
+    lease = None
     try:
         if local and plan.progress_dir is None:
             plan = replace(plan, progress_dir=tmp)
         preflight(plan)
-        lease = None if plan.dry_run else Lease(plan.output_url, plan.output_storage_options)
-        if lease is not None:
-            lease.acquire(plan.lock_wait_s)
+        if not plan.dry_run:
+            lease = Lease(plan.output_url, plan.output_storage_options).acquire(plan.lock_wait_s)
         stop = threading.Event()
         watcher = view = None
         if progress and plan.progress_dir:
@@ -74,12 +74,12 @@ def launch(
             stop.set()
             if watcher is not None:
                 watcher.join(timeout=5)
-            if lease is not None:
-                lease.release()
         if view is not None:
             view.close(_stages(plan))
         summary = summary or summary_of(plan)
     finally:
+        if lease is not None:
+            lease.release()
         shutil.rmtree(tmp, ignore_errors=True)
     if summary.refused:
         raise EmptyBuildError(summary.refused)

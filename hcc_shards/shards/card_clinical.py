@@ -234,10 +234,8 @@ def _feature_lines(research: Research) -> list[str]:
         return []
     names = [n for n in f.column_names if n.startswith("original_")]
     by_class = Counter(n.split("_")[1] for n in names)
-    keys = ("label", "channel", "phase")
-    rows = f.select([k for k in keys if k in f.column_names]).to_pylist()
-    per = Counter((r["label"], r.get("phase") or "") for r in rows)
-    errors = sum(1 for e in (f.column("error").to_pylist() if "error" in f.column_names else []) if e)
+    per = Counter(zip(f.column("label").to_pylist(), f.column("phase").to_pylist(), strict=True))
+    errors = sum(1 for e in f.column("error").to_pylist() if e)
     lines = [
         "## Radiomics features",
         "",

@@ -20,7 +20,7 @@ def phase_lines(rows: Sequence[ManifestRow]) -> list[str]:
     for r in with_phases:
         for phase in set(r.phases):
             per_phase[phase] += 1
-        for phase, c in zip(r.phases, r.phase_confidence, strict=False):
+        for phase, c in zip(r.phases, r.phase_confidence, strict=True):
             confidence.setdefault(phase, []).append(c)
     flags = Counter(f.split(":", 1)[-1] for r in with_phases for f in r.phase_flags)
     lines = [

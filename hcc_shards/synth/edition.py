@@ -2,11 +2,11 @@
 
 ``plan_idc_patient(seed, index, size)`` is, like :func:`hcc_shards.synth.plan.plan_patient`, a pure
 function. Each patient keeps the TCIA edition's manual SEG and quirk (the same
-:func:`~hcc_shards.synth.plan.quirk_for`), and gains up to 6 AIMI-like SEGs, as the IDC analysis
-result ``bamf_aimi_annotations`` adds them (none for about 1 patient in 6, :data:`NO_AI_RATE`): liver and tumour only, SeriesNumber 300, written as
-dcmqi writes them (hcc_shards.synth.dcmqi), AUTOMATIC ("AIMI liver-tumor AI segmentation") or,
-for some, corrected by a radiologist (SEMIAUTOMATIC, "AIMI liver-tumor radiologist 7 corrected
-segmentation"). A NO_SEG patient has AIMI SEGs but no manual one.
+:func:`~hcc_shards.synth.plan.quirk_for`), and gains up to 6 AIMI-like SEGs (none for about 1
+patient in 6, :data:`NO_AI_RATE`), as the IDC analysis result ``bamf_aimi_annotations`` adds them:
+liver and tumour only, SeriesNumber 300, written as dcmqi writes them (hcc_shards.synth.dcmqi),
+AUTOMATIC ("AIMI liver-tumor AI segmentation") or, for some, corrected by a radiologist
+(SEMIAUTOMATIC, "AIMI liver-tumor radiologist 7 corrected segmentation"). A NO_SEG patient has AIMI SEGs but no manual one.
 
 The series structure follows the IDC index (shared/data/idc): two studies, each with 1 to 3 CT
 series (3 in about 73 % of studies, 2 in 24 %, 1 in 3 %) and nothing else (no localizer, no derived
