@@ -27,13 +27,11 @@ from hcc_shards.dicom.header import InstanceHeader
 from hcc_shards.dicom.pairing import Pairing
 from hcc_shards.dicom.phase_sources import PhaseSource
 from hcc_shards.errors import QuarantineError
-from hcc_shards.format import PHASES_GROUP
+from hcc_shards.format import IMAGE_FILL, PHASES_GROUP
 from hcc_shards.geometry import Geometry
 from hcc_shards.labels import AORTA, PORTAL_VEIN
 from hcc_shards.phases import PhaseEvidence, assign_phases
 
-FILL_HU = -1024
-"""Value of channel voxels outside the source acquisition's field (the image array's fill)."""
 FULL_COVERAGE = 0.999
 """A channel covering less than this share of the stored grid is flagged ``partial_coverage``."""
 MOTION_STEP_MM = 4.0
@@ -60,7 +58,7 @@ class PhaseChannel:
 
 
 def resample_onto(
-    image: np.ndarray, source: Geometry, target: Geometry, fill: int = FILL_HU
+    image: np.ndarray, source: Geometry, target: Geometry, fill: int = IMAGE_FILL
 ) -> tuple[np.ndarray, np.ndarray]:
     """(int16 ``image`` sampled at ``target``'s voxel centres, bool mask of the covered voxels).
 

@@ -24,6 +24,7 @@ __all__ = [
     "FOREGROUND_GROUP",
     "FORMAT_VERSION",
     "IMAGES_DIR",
+    "IMAGE_FILL",
     "IMAGE_LABEL",
     "INTENSITY_PNG",
     "LABELS_GROUP",
@@ -113,6 +114,9 @@ TUMOR_SIZES_PNG = f"{QC_DIR}/tumor_sizes.png"
 
 PHASES_GROUP = "phases"
 """Group of the phase channels in an image group (``phases/<n>``, docs/PHASES.md); absent without them."""
+IMAGE_FILL = -1024
+"""Fill value of the image arrays ``0`` and ``phases/<n>`` (section "Arrays"): air, in HU; also what
+a phase channel holds outside its acquisition's field and what the reader pads with."""
 ZARR_JSON = "zarr.json"
 """Zarr v3 metadata document of every group and array."""
 ARRAY = "0"

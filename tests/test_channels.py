@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hcc_shards.channels import FILL_HU, consistency, resample_onto, rigid_check, vessel_hu
+from hcc_shards.channels import consistency, resample_onto, rigid_check, vessel_hu
+from hcc_shards.format import IMAGE_FILL
 from hcc_shards.geometry import Geometry
 from hcc_shards.labels import AORTA, PORTAL_VEIN
 
@@ -32,7 +33,7 @@ def test_linear_world_alignment_and_padding_outside_the_source() -> None:
     assert out[0, 0, 1] == round((image[2, 0, 0] + image[2, 0, 1]) / 2)
     # Source slices reach S = 10 mm (+ half a slice): target slices 0..3 covered, 4.. not.
     assert covered[:4].all() and not covered[4:].any()
-    assert (out[4:] == FILL_HU).all()
+    assert (out[4:] == IMAGE_FILL).all()
 
 
 def test_rigid_check_finds_a_translation_and_passes_an_aligned_copy() -> None:

@@ -22,12 +22,12 @@ from hcc_shards.build.pair import CaseKey, case_key, case_sort_key, image_group_
 from hcc_shards.build.plan import BuildPlan
 from hcc_shards.build.target import BuildTarget
 from hcc_shards.case import Case
-from hcc_shards.channels import FILL_HU, phase_channels
+from hcc_shards.channels import phase_channels
 from hcc_shards.dicom.decode import decode_image_group, provenance_of, record_for
 from hcc_shards.dicom.pairing import Pairing
 from hcc_shards.errors import QuarantineError
 from hcc_shards.features import FeatureRow, case_features, features_table, rows_of_table
-from hcc_shards.format import features_path, image_path, qc_path
+from hcc_shards.format import IMAGE_FILL, features_path, image_path, qc_path
 from hcc_shards.quarantine import QuarantineRecord, Reason
 from hcc_shards.resample import check_target_size, resample_cases
 from hcc_shards.shards import ManifestRow, split_for_patient
@@ -254,7 +254,9 @@ def channel_features(
     rows: list[FeatureRow] = []
     for channel, phase, image in images:
         label = (
-            case.label if channel == 0 else np.where(image == FILL_HU, 0, case.label).astype(case.label.dtype)
+            case.label
+            if channel == 0
+            else np.where(image == IMAGE_FILL, 0, case.label).astype(case.label.dtype)
         )
         rows += case_features(
             case.case_id,

@@ -29,6 +29,7 @@ from hcc_shards.format import (
     ATTRIBUTES,
     DATASET_FILE,
     FORMAT_VERSION,
+    IMAGE_FILL,
     LATEST_FILE,
     MANIFEST_FILE,
     READABLE_VERSIONS,
@@ -45,7 +46,7 @@ from hcc_shards.read.array import FetchedRegions, LazyArray, RegionRequest, Shar
 from hcc_shards.read.chunks import parse_array_meta
 from hcc_shards.read.io import ByteStore, IOSettings
 
-IMAGE_PAD = -1024
+IMAGE_PAD = IMAGE_FILL
 """Value of image voxels outside the volume (air, in HU)."""
 LABEL_PAD = 0
 """Value of label voxels outside the volume (background)."""

@@ -41,6 +41,7 @@ from hcc_shards.format import (
     CHUNK_KEY_PREFIX,
     FOREGROUND_GROUP,
     FORMAT_VERSION,
+    IMAGE_FILL,
     IMAGE_LABEL,
     LABELS_GROUP,
     OME,
@@ -74,8 +75,6 @@ __all__ = [
     "write_image",
     "write_label_array",
 ]
-
-IMAGE_FILL = -1024
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None, *, read_only: bool = False):
